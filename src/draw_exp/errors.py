@@ -1,0 +1,22 @@
+"""Errors raised before any work starts, worded for the person who typed the configuration."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A configuration value is not allowed. The message names the key, the value and what is allowed."""
+
+
+def check_int_range(key: str, value, low: int, high: int | None = None, why: str = "") -> int:
+    """Return ``value`` if it is an integer in ``[low, high]``, else raise :class:`ConfigError` naming ``key``."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+    if not ok:
+        allowed = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
+        raise ConfigError(f"{key}={value!r} is not allowed: must be {allowed}{f' ({why})' if why else ''}")
+    return value
+
+
+def check_choice(key: str, value, choices) -> str:
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is not allowed: must be one of {', '.join(map(repr, choices))}")
+    return value

@@ -1,0 +1,123 @@
+"""Read and write operations of DRAW: no attention, and the paper's Gaussian filterbank.
+
+Both attention types share one interface, used by :class:`draw_exp.model.draw.DRAW`:
+
+- ``read(x, x_err, h_dec) -> (r, params)``: ``r`` is ``[B, read_features]``.
+- ``write(h_dec) -> (canvas_update, params)``: ``canvas_update`` is ``[B, C, H, W]``.
+
+``params`` are the attention parameters of that step (``None`` without attention), kept for pictures.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+
+class AttentionParams(NamedTuple):
+    """One step's filterbank parameters, each ``[B]`` (or ``[T, B]`` when stacked over steps).
+
+    Coordinates are in pixels, 1-based: pixel ``a`` of a row of ``A`` pixels sits at ``a``, so the
+    centre of the image is ``(A + 1) / 2``, which is where the paper's ``g̃ = 0`` lands.
+    """
+
+    gx: torch.Tensor
+    gy: torch.Tensor
+    delta: torch.Tensor  # stride between grid points
+    sigma2: torch.Tensor  # variance of each Gaussian filter
+    gamma: torch.Tensor  # intensity
+
+    @staticmethod
+    def stack(steps: list[AttentionParams]) -> AttentionParams:
+        return AttentionParams(*(torch.stack(field) for field in zip(*steps)))
+
+
+def filterbank(center: torch.Tensor, delta: torch.Tensor, sigma2: torch.Tensor, grid_size: int, length: int) -> torch.Tensor:
+    """The paper's filterbank along one axis: ``F[b, i, a] ∝ exp(-(a - μ_i)² / (2σ²))``, normalised over ``a``.
+
+    ``μ_i = center + (i - N/2 - 0.5)·delta`` for ``i = 1..N``. ``center``, ``delta``, ``sigma2``: ``[B]``.
+    Returns ``[B, N, length]``. The normalisation is a softmax, the same function as exp/sum but exact when
+    a window lies far outside the image (exp/sum underflows to 0/0 there).
+    """
+    dtype, device = center.dtype, center.device
+    i = torch.arange(1, grid_size + 1, dtype=dtype, device=device)
+    mu = center[:, None] + (i - grid_size / 2 - 0.5) * delta[:, None]  # [B, N]
+    a = torch.arange(1, length + 1, dtype=dtype, device=device)
+    logits = -((a - mu[:, :, None]) ** 2) / (2 * sigma2[:, None, None])  # [B, N, length]
+    return torch.softmax(logits, dim=-1)
+
+
+def glimpse(images: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor) -> torch.Tensor:
+    """``F_Y · image · F_Xᵀ`` per channel: ``[B, C, H, W]`` → ``[B, C, N, N]``."""
+    return fy[:, None] @ images @ fx[:, None].transpose(-1, -2)
+
+
+def scatter(patch: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor) -> torch.Tensor:
+    """``F_Yᵀ · patch · F_X`` per channel, the adjoint of :func:`glimpse`: ``[B, C, N, N]`` → ``[B, C, H, W]``."""
+    return fy[:, None].transpose(-1, -2) @ patch @ fx[:, None]
+
+
+class NoAttention(nn.Module):
+    """Read the whole image and error image; write the whole canvas through a linear map."""
+
+    def __init__(self, image_shape: tuple[int, int, int], lstm_size: int):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        channels, height, width = self.image_shape
+        self.read_features = 2 * channels * height * width
+        self.write_linear = nn.Linear(lstm_size, channels * height * width)
+
+    def read(self, x: torch.Tensor, x_err: torch.Tensor, h_dec: torch.Tensor):
+        return torch.cat([x.flatten(1), x_err.flatten(1)], dim=1), None
+
+    def write(self, h_dec: torch.Tensor):
+        return self.write_linear(h_dec).view(-1, *self.image_shape), None
+
+
+class GaussianAttention(nn.Module):
+    """The paper's selective attention (section 3.2): an N×N grid of Gaussian filters per channel.
+
+    Read and write have their own grid sizes and their own linear heads for (g̃x, g̃y, log σ², log δ̃, log γ).
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], lstm_size: int, read_size: int, write_size: int):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        self.read_size = read_size
+        self.write_size = write_size
+        channels = self.image_shape[0]
+        self.read_features = 2 * channels * read_size * read_size
+        self.read_head = nn.Linear(lstm_size, 5)
+        self.write_head = nn.Linear(lstm_size, 5)
+        self.write_patch = nn.Linear(lstm_size, channels * write_size * write_size)
+
+    def attention_params(self, head_out: torch.Tensor, grid_size: int) -> AttentionParams:
+        """Map the head's 5 outputs to pixel-space parameters, as in the paper's equations (21)-(24)."""
+        _, height, width = self.image_shape
+        gx_tilde, gy_tilde, log_sigma2, log_delta_tilde, log_gamma = head_out.unbind(-1)
+        gx = (width + 1) / 2 * (gx_tilde + 1)
+        gy = (height + 1) / 2 * (gy_tilde + 1)
+        # With N = 1 the single filter sits on the centre and the stride is unused; max() avoids 0/0.
+        delta = (max(height, width) - 1) / max(grid_size - 1, 1) * torch.exp(log_delta_tilde)
+        return AttentionParams(gx, gy, delta, torch.exp(log_sigma2), torch.exp(log_gamma))
+
+    def filterbanks(self, params: AttentionParams, grid_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        _, height, width = self.image_shape
+        fx = filterbank(params.gx, params.delta, params.sigma2, grid_size, width)  # [B, N, W]
+        fy = filterbank(params.gy, params.delta, params.sigma2, grid_size, height)  # [B, N, H]
+        return fx, fy
+
+    def read(self, x: torch.Tensor, x_err: torch.Tensor, h_dec: torch.Tensor):
+        params = self.attention_params(self.read_head(h_dec), self.read_size)
+        fx, fy = self.filterbanks(params, self.read_size)
+        # x and x̂ go through the same filters: one batched product over 2C channels.
+        patches = glimpse(torch.cat([x, x_err], dim=1), fx, fy)  # [B, 2C, N, N]
+        return params.gamma[:, None] * patches.flatten(1), params
+
+    def write(self, h_dec: torch.Tensor):
+        params = self.attention_params(self.write_head(h_dec), self.write_size)
+        fx, fy = self.filterbanks(params, self.write_size)
+        patch = self.write_patch(h_dec).view(-1, self.image_shape[0], self.write_size, self.write_size)
+        return scatter(patch, fx, fy) / params.gamma[:, None, None, None], params
