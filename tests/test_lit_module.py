@@ -1,0 +1,124 @@
+"""The LightningModule: the loss in nats, aggregated metrics, optimisation and checkpoints."""
+
+import math
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from draw_exp.errors import ConfigError
+from draw_exp.likelihoods import bernoulli_nll
+from draw_exp.lit_module import DrawModule
+
+GAUSSIAN = {"type": "gaussian", "read_size": 2, "write_size": 5}
+
+
+def blobs(n=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(n, 1, 28, 28)
+    for k in range(n):
+        r, c = torch.randint(4, 20, (2,), generator=g)
+        x[k, 0, r : r + 8, c : c + 4] = 1
+    return x
+
+
+def tiny(**kw):
+    args = {"image_shape": (1, 28, 28), "T": 4, "latent_size": 8, "lstm_size": 64, "attention": GAUSSIAN, "lr": 1e-2}
+    return DrawModule(**{**args, **kw})
+
+
+def test_loss_terms_are_recon_plus_summed_step_kl_in_nats():
+    module = tiny()
+    x = blobs(5)
+    torch.manual_seed(0)
+    terms = module.loss_terms(x)
+    torch.manual_seed(0)
+    out = module.model(x)
+    torch.testing.assert_close(terms["recon"], bernoulli_nll(out.canvas_logits, x))
+    torch.testing.assert_close(terms["kl"], out.kl.sum(1))
+    torch.testing.assert_close(terms["loss"], terms["recon"] + terms["kl"])
+    assert terms["loss"].shape == (5,)
+
+
+def test_an_untrained_model_scores_about_log2_per_pixel():
+    # canvas0 = 0 and small writes: σ(c_T) ≈ ½, so the reconstruction term is near 784 ln 2 = 543.4 nats.
+    recon = tiny().loss_terms(blobs(8))["recon"]
+    assert ((recon - 784 * math.log(2)).abs() < 60).all()
+
+
+@pytest.mark.parametrize("attention", [GAUSSIAN, {"type": "none"}])
+def test_a_small_model_overfits_32_images(attention):
+    torch.manual_seed(0)
+    module = tiny(attention=attention)
+    optimiser = module.configure_optimizers()
+    x = blobs()
+    first = None
+    for _ in range(150):
+        loss = module.loss_terms(x)["loss"].mean()
+        first = loss.item() if first is None else first
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    assert first > 500
+    assert loss.item() < 0.25 * first, (first, loss.item())
+
+
+def test_same_seed_same_loss():
+    def run():
+        pl.seed_everything(3)
+        module = tiny()
+        optimiser = module.configure_optimizers()
+        for _ in range(3):
+            loss = module.loss_terms(blobs(16))["loss"].mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        return loss.item()
+
+    assert run() == run()
+
+
+def test_validation_metrics_are_means_over_the_whole_split(tmp_path):
+    """35 images in batches of 10: the logged bound is the mean over 35 images, not a mean of batch means."""
+    module = tiny()
+    x = blobs(35)
+    seen = []
+    loss_terms = module.loss_terms
+
+    def recording(batch):
+        terms = loss_terms(batch)
+        seen.append(terms["loss"].detach())
+        return terms
+
+    module.loss_terms = recording
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=tmp_path)
+    result = trainer.validate(module, DataLoader(x, batch_size=10), verbose=False)[0]
+    per_image = torch.cat(seen)
+    assert [len(s) for s in seen] == [10, 10, 10, 5]
+    batch_means = torch.stack([s.mean() for s in seen]).mean().item()
+    assert abs(batch_means - per_image.mean().item()) > 1e-3  # the two means differ here, so the test can tell
+    assert result["val/nll_bound"] == pytest.approx(per_image.mean().item(), rel=1e-5)
+    assert result["val/loss"] == pytest.approx(result["val/recon"] + result["val/kl"], rel=1e-5)
+
+
+def test_load_from_checkpoint_alone_restores_the_model(tmp_path):
+    module = tiny(attention={"type": "gaussian", "read_size": 3, "write_size": 4}, T=2)
+    trainer = pl.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path, enable_checkpointing=False)
+    trainer.fit(module, DataLoader(blobs(8), batch_size=4))
+    path = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(path)
+    # weights_only: the checkpoint holds plain containers, nothing to execute
+    assert torch.load(path, weights_only=True)["hyper_parameters"]["attention"]["read_size"] == 3
+    restored = DrawModule.load_from_checkpoint(path)
+    assert restored.model.attention.read_size == 3 and restored.model.T == 2
+    noise = torch.randn(2, 3, 8)
+    torch.testing.assert_close(restored.model.sample(3, noise=noise), module.model.sample(3, noise=noise))
+
+
+@pytest.mark.parametrize("lr", [0, -1e-3])
+def test_non_positive_learning_rate_is_refused(lr):
+    with pytest.raises(ConfigError, match=r"^model\.lr="):
+        tiny(lr=lr)
