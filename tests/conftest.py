@@ -54,3 +54,90 @@ def run_train(*overrides: str, cwd: Path, env: dict | None = None, timeout: int 
         [sys.executable, str(ROOT / "train.py"), *overrides],
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+def write_amat(path: Path, pixels: np.ndarray) -> None:
+    """Larochelle & Murray's .amat text: one image a line, 784 space-separated 0/1 values."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(" ".join(map(str, row)) + "\n" for row in pixels.astype(int)))
+
+
+def write_binarized_mnist(root: Path, sizes=(60, 20, 30), seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    written = {}
+    for split, n in zip(("train", "valid", "test"), sizes):
+        written[split] = (rng.random((n, 784)) < 0.2).astype(np.uint8)
+        write_amat(root / "BinarizedMNIST" / f"binarized_mnist_{split}.amat", written[split])
+    return written
+
+
+def write_svhn_mat(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    """torchvision's SVHN format 2: MATLAB v5 with X [32, 32, 3, N] uint8 and y [N, 1] in 1..10."""
+    import scipy.io
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(path, {"X": images.transpose(2, 3, 1, 0), "y": labels.reshape(-1, 1)})
+
+
+def write_digit_struct(path: Path, entries) -> None:
+    """SVHN's digitStruct.mat (MATLAB v7.3 = HDF5): digitStruct/name and digitStruct/bbox hold object references;
+    a box field is a 1×1 value for one digit and a column of references for several, as SVHN ships it."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        refs = f.create_group("#refs#")
+        names, boxes = [], []
+        for i, (name, box) in enumerate(entries):
+            names.append(refs.create_dataset(f"n{i}", data=np.array([[ord(c)] for c in name], np.uint16)).ref)
+            group = refs.create_group(f"b{i}")
+            for key in ("height", "label", "left", "top", "width"):
+                values = box[key]
+                if len(values) == 1:
+                    group.create_dataset(key, data=np.array([[values[0]]], np.float64))
+                else:
+                    value_refs = [refs.create_dataset(f"v{i}{key}{j}", data=np.array([[v]], np.float64)).ref
+                                  for j, v in enumerate(values)]
+                    group.create_dataset(key, data=np.array(value_refs, dtype=h5py.ref_dtype).reshape(-1, 1))
+            boxes.append(group.ref)
+        ds = f.create_group("digitStruct")
+        ds.create_dataset("name", data=np.array(names, dtype=h5py.ref_dtype).reshape(-1, 1))
+        ds.create_dataset("bbox", data=np.array(boxes, dtype=h5py.ref_dtype).reshape(-1, 1))
+
+
+def write_svhn_format1(path: Path, split: str, n: int, seed: int = 0):
+    """A format-1 archive: <split>/1.png ... and <split>/digitStruct.mat. Each image is grey with a coloured
+    rectangle exactly where its digit boxes are. Returns the boxes."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entries = []
+    with tarfile.open(path, "w:gz") as tar:
+        def add(name, data):
+            info = tarfile.TarInfo(f"{split}/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+        for i in range(1, n + 1):
+            width, height = int(rng.integers(60, 120)), int(rng.integers(40, 80))
+            digits = int(rng.integers(1, 4))
+            left0, top = int(rng.integers(5, 20)), int(rng.integers(5, 15))
+            box = {"left": [], "top": [], "width": [], "height": [], "label": []}
+            image = np.full((height, width, 3), 100, np.uint8)
+            for d in range(digits):
+                left, w, h = left0 + 10 * d, 9, 20
+                box["left"].append(left), box["top"].append(top), box["width"].append(w)
+                box["height"].append(h), box["label"].append(float(rng.integers(1, 11)))
+                image[top : top + h, left : left + w] = (250, 20, 20)
+            png = io.BytesIO()
+            Image.fromarray(image).save(png, format="PNG")
+            add(f"{i}.png", png.getvalue())
+            entries.append((f"{i}.png", box))
+        struct = path.parent / f".{split}-digitStruct.mat"
+        write_digit_struct(struct, entries)
+        add("digitStruct.mat", struct.read_bytes())
+        struct.unlink()
+    return entries

@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 
-from draw_exp.data import MNISTDataModule
+from draw_exp.data import BinarizedMNISTDataModule, ImageDataModule
 from draw_exp.lit_module import DrawModule
 from draw_exp.training import build
 
@@ -34,7 +34,7 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path):
     if group == "trainer" and option == "gpu" and not torch.cuda.is_available():
         pytest.skip("trainer=gpu instantiates only where CUDA is available")
     datamodule, module, trainer = build(cfg)
-    assert isinstance(datamodule, MNISTDataModule)
+    assert isinstance(datamodule, ImageDataModule)
     assert isinstance(module, DrawModule) and isinstance(trainer, pl.Trainer)
     assert module.model.T == cfg.T and module.model.lstm_size == cfg.lstm_size
 
@@ -52,12 +52,32 @@ def test_top_level_keys_reach_the_model(tmp_path):
 @pytest.mark.parametrize("experiment,attention", [("mnist_gaussian", "gaussian"), ("mnist_none", "none")])
 def test_paper_presets(experiment, attention, tmp_path):
     cfg = compose_config(f"experiment={experiment}", tmp_path=tmp_path)
-    _, module, _ = build(cfg)
+    datamodule, module, _ = build(cfg)
     model = module.model
     assert (model.T, model.latent_size, model.lstm_size) == (64, 100, 256)
     assert cfg.attention.type == attention and cfg.data.batch_size == 100
+    assert isinstance(datamodule, BinarizedMNISTDataModule)  # the paper's Table 2 data set
+    assert type(module.likelihood).__name__ == "Bernoulli"
     if attention == "gaussian":
         assert (model.attention.read_size, model.attention.write_size) == (2, 5)
+
+
+def test_svhn_preset_is_table_3(tmp_path):
+    cfg = compose_config("experiment=svhn_gaussian", tmp_path=tmp_path)
+    datamodule, module, _ = build(cfg)
+    model = module.model
+    assert (model.T, model.latent_size, model.lstm_size) == (32, 100, 800)
+    assert (model.attention.read_size, model.attention.write_size) == (12, 12)
+    assert model.image_shape == (3, 54, 54) and type(module.likelihood).__name__ == "Bernoulli"
+
+
+@pytest.mark.parametrize("data,likelihood", [("mnist", "Bernoulli"), ("binarized_mnist", "Bernoulli"),
+                                             ("svhn", "DiscretizedLogistic"), ("svhn_paper", "DiscretizedLogistic")])
+def test_each_data_set_has_its_default_likelihood(data, likelihood, tmp_path):
+    _, module, _ = build(compose_config(f"data={data}", tmp_path=tmp_path))
+    assert type(module.likelihood).__name__ == likelihood
+    _, module, _ = build(compose_config(f"data={data}", "likelihood=bernoulli", tmp_path=tmp_path))
+    assert type(module.likelihood).__name__ == "Bernoulli"
 
 
 def test_data_dir_follows_the_environment_variable(tmp_path, monkeypatch):

@@ -122,3 +122,18 @@ def test_load_from_checkpoint_alone_restores_the_model(tmp_path):
 def test_non_positive_learning_rate_is_refused(lr):
     with pytest.raises(ConfigError, match=r"^model\.lr="):
         tiny(lr=lr)
+
+
+def test_colour_likelihood_reports_bits_per_dim(tmp_path):
+    module = tiny(image_shape=(3, 8, 8), attention={"type": "none"}, likelihood={"type": "discretized_logistic"})
+    x = torch.randint(0, 256, (12, 3, 8, 8)) / 255
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=tmp_path)
+    result = trainer.validate(module, DataLoader(x, batch_size=5), verbose=False)[0]
+    assert result["val/bits_per_dim"] == pytest.approx(result["val/nll_bound"] / (3 * 8 * 8 * math.log(2)), rel=1e-5)
+    assert "val/bits_per_dim" not in trainer.validate(tiny(), DataLoader(blobs(4), batch_size=4), verbose=False)[0]
+
+
+def test_unknown_likelihood_is_refused():
+    with pytest.raises(ConfigError, match=r"^likelihood\.type='gaussian'"):
+        tiny(likelihood={"type": "gaussian"})

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY, run_train
+from conftest import TINY, run_train, write_binarized_mnist
 from draw_exp.lit_module import DrawModule
 
 LIMITS = ["trainer.max_steps=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=2"]
@@ -55,7 +55,8 @@ def test_help_lists_the_groups(tmp_path):
     result = run_train("--help", cwd=tmp_path)
     assert result.returncode == 0
     for group in ("attention: gaussian, none", "experiment: mnist_gaussian, mnist_none", "trainer: cpu, ddp, gpu",
-                  "logger: csv, wandb", "data: mnist", "model: draw", "callbacks:"):
+                  "logger: csv, wandb", "data: binarized_mnist, mnist, svhn, svhn_paper", "model: draw", "callbacks:",
+                  "likelihood: auto, bernoulli, discretized_logistic"):
         assert group in result.stdout, result.stdout
 
 
@@ -100,3 +101,14 @@ def test_checkpoints_are_plain_and_load_without_code(mnist_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["hyper_parameters"]["attention"] == {"type": "gaussian", "read_size": 2, "write_size": 3}
+
+
+def test_the_paper_preset_trains_on_binarized_mnist(tmp_path):
+    write_binarized_mnist(tmp_path / "data")
+    run_dir = tmp_path / "run"
+    result = run_train("experiment=mnist_gaussian", "T=2", "lstm_size=16", "latent_size=4", "data.verify=false",
+                       f"paths.data_dir={tmp_path / 'data'}", "data.batch_size=10", "data.num_workers=0", *LIMITS,
+                       "logger=csv", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = last_metrics(run_dir)
+    assert 0 < metrics["test/nll_bound"] < 1000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import pytorch_lightning as pl
@@ -10,7 +11,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from draw_exp.errors import ConfigError
-from draw_exp.likelihoods import bernoulli_nll
+from draw_exp.likelihoods import build_likelihood
 from draw_exp.model import DRAW, DrawOutput
 
 STAGES = ("train", "val", "test")
@@ -21,7 +22,8 @@ class DrawModule(pl.LightningModule):
     """Trains DRAW by the negative ELBO, in nats per image.
 
     Takes plain hyperparameters only, so ``DrawModule.load_from_checkpoint(path)`` rebuilds the model alone.
-    ``attention`` is the ``attention`` config group: ``{"type": "none" | "gaussian", "read_size", "write_size"}``.
+    ``attention`` is the ``attention`` config group: ``{"type": "none" | "gaussian", "read_size", "write_size"}``;
+    ``likelihood`` the ``likelihood`` group: ``{"type": "bernoulli" | "discretized_logistic", ...}``.
     """
 
     def __init__(
@@ -33,20 +35,27 @@ class DrawModule(pl.LightningModule):
         attention: Mapping | None = None,
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
+        likelihood: Mapping | None = None,
     ):
         super().__init__()
         if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
             raise ConfigError(f"model.lr={lr!r} is not allowed: must be a number > 0")
         attention = dict(attention or {"type": "gaussian", "read_size": 2, "write_size": 5})
+        likelihood = dict(likelihood or {"type": "bernoulli"})
         # Plain containers only: the checkpoint then loads with torch.load(weights_only=True).
         self.save_hyperparameters({
             "image_shape": [int(s) for s in image_shape], "T": T, "latent_size": latent_size, "lstm_size": lstm_size,
             "attention": dict(attention), "lr": float(lr), "betas": [float(b) for b in betas],
+            "likelihood": dict(likelihood),
         })
         attention_type = attention.pop("type", "gaussian")
         self.model = DRAW(tuple(image_shape), T, latent_size, lstm_size, attention_type, **attention)
+        self.likelihood = build_likelihood(likelihood.pop("type", "bernoulli"), image_shape, **likelihood)
+        self.dims = math.prod(image_shape)
         # One running mean per logged number: exact means over a whole split, synchronised across devices.
-        names = [f"{stage}_{term}" for stage in STAGES for term in TERMS] + ["val_nll_bound", "test_nll_bound"]
+        eval_terms = ["nll_bound"] + (["bits_per_dim"] if self.likelihood.bits_per_dim else [])
+        names = [f"{stage}_{term}" for stage in STAGES for term in TERMS]
+        names += [f"{stage}_{term}" for stage in ("val", "test") for term in eval_terms]
         self.metrics = nn.ModuleDict({name: MeanMetric() for name in names})
 
     def forward(self, x: torch.Tensor, **kwargs) -> DrawOutput:
@@ -55,7 +64,7 @@ class DrawModule(pl.LightningModule):
     def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-image terms ``[B]`` in nats: reconstruction −log D(x | σ(c_T)), Σ_t KL, and their sum."""
         out = self.model(x)
-        recon = bernoulli_nll(out.canvas_logits, x)
+        recon = self.likelihood.nll(out.canvas_logits, x)
         kl = out.kl.sum(dim=1)
         return {"recon": recon, "kl": kl, "loss": recon + kl}
 
@@ -63,6 +72,8 @@ class DrawModule(pl.LightningModule):
         terms = self.loss_terms(x)
         if stage != "train":
             terms["nll_bound"] = terms["loss"]  # the negative ELBO, the paper's reported metric
+            if self.likelihood.bits_per_dim:
+                terms["bits_per_dim"] = terms["loss"] / (self.dims * math.log(2))
         for term, value in terms.items():
             metric = self.metrics[f"{stage}_{term}"]
             if stage == "train":

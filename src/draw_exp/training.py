@@ -6,7 +6,7 @@ import logging
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from draw_exp.errors import check_int_range
 
@@ -17,7 +17,10 @@ def build(cfg: DictConfig):
     """Instantiate datamodule, module, callbacks, logger and trainer. Reads no data: a bad value fails here."""
     check_int_range("seed", cfg.seed, 0)
     datamodule = instantiate(cfg.data)
-    module = instantiate(cfg.model, image_shape=datamodule.image_shape)
+    likelihood = OmegaConf.to_container(cfg.likelihood, resolve=True)
+    if likelihood["type"] == "auto":
+        likelihood["type"] = datamodule.default_likelihood
+    module = instantiate(cfg.model, image_shape=datamodule.image_shape, likelihood=likelihood)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
