@@ -47,13 +47,17 @@ TINY = [
 ]
 
 
-def run_train(*overrides: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run ``python train.py`` as a user would, with W&B forced offline and no network needed."""
+def run_script(script: str, *overrides: str, cwd: Path, env: dict | None = None, timeout: int = 300):
+    """Run ``python <script>`` from the repository as a user would, with W&B offline and no network needed."""
     full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0", **(env or {})}
     return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *overrides],
+        [sys.executable, str(ROOT / script), *overrides],
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+def run_train(*overrides: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return run_script("train.py", *overrides, cwd=cwd, env=env, timeout=timeout)
 
 
 def write_amat(path: Path, pixels: np.ndarray) -> None:

@@ -33,8 +33,10 @@ def test_train_end_to_end_with_gaussian_attention(mnist_dir, tmp_path):
     assert math.isfinite(metrics["test/nll_bound"]) and metrics["test/nll_bound"] > 0
     assert metrics["test/nll_bound"] == pytest.approx(metrics["test/recon"] + metrics["test/kl"], rel=1e-4)
     assert {"train/loss_step", "train/recon_epoch", "val/nll_bound", "val/kl"} <= set(metrics)
-    assert list((run_dir / "csv" / "version_0" / "images" / "samples").glob("*.png"))
-    assert list((run_dir / "csv" / "version_0" / "images" / "reconstructions").glob("*.png"))
+    pictures = next((run_dir / "pictures").glob("step*"))
+    for name in ("samples.png", "reconstructions.png", "drawing_samples.gif", "drawing_reconstructions.gif",
+                 "drawing_samples_strip.png", "kl_per_step.png", "kl_per_step.csv"):
+        assert (pictures / name).is_file(), name
 
 
 @pytest.mark.parametrize(
@@ -97,7 +99,7 @@ def test_missing_data_names_the_folder(tmp_path):
 def test_checkpoints_are_plain_and_load_without_code(mnist_dir, tmp_path):
     run_dir = tmp_path / "run"
     result = run_train(*TINY, f"paths.data_dir={mnist_dir}", "logger=csv", f"hydra.run.dir={run_dir}",
-                       "callbacks.image_grids=null", cwd=tmp_path)
+                       "callbacks.pictures=null", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["hyper_parameters"]["attention"] == {"type": "gaussian", "read_size": 2, "write_size": 3}

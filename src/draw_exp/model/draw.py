@@ -34,6 +34,7 @@ def gaussian_kl(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
 class DrawOutput:
     canvas_logits: torch.Tensor  # [B, C, H, W], c_T: the likelihood's parameters before the sigmoid
     kl: torch.Tensor  # [B, T], KL of each step's posterior to the prior, summed over latent dimensions
+    log_ratio: torch.Tensor | None = None  # [B, T], log q(z_t | x) − log p(z_t) at the drawn z_t, when requested
     canvases: torch.Tensor | None = None  # [T, B, C, H, W] logits c_1..c_T, when steps are requested
     read_params: AttentionParams | None = None  # fields [T, B], Gaussian attention only
     write_params: AttentionParams | None = None
@@ -82,15 +83,16 @@ class DRAW(nn.Module):
 
         return expand(self.canvas0), (expand(self.h_enc0), expand(self.c_enc0)), (expand(self.h_dec0), expand(self.c_dec0))
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, return_steps: bool = False) -> DrawOutput:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, return_steps: bool = False,
+                return_log_ratio: bool = False) -> DrawOutput:
         """Run the T steps on ``x`` ``[B, C, H, W]``.
 
         ``noise`` ``[T, B, latent_size]`` fixes the standard-normal draws of the reparameterisation; by default
-        each step draws fresh noise.
+        each step draws fresh noise. ``return_log_ratio`` adds log q(z_t | x) − log p(z_t) for importance weights.
         """
         batch = x.shape[0]
         canvas, enc_state, dec_state = self._initial(batch)
-        kls, canvases, read_steps, write_steps = [], [], [], []
+        kls, log_ratios, canvases, read_steps, write_steps = [], [], [], [], []
         for t in range(self.T):
             x_err = x - torch.sigmoid(canvas)
             r, read_params = self.attention.read(x, x_err, dec_state[0])
@@ -99,6 +101,9 @@ class DRAW(nn.Module):
             eps = torch.randn_like(mu) if noise is None else noise[t]
             z = mu + torch.exp(log_sigma) * eps
             kls.append(gaussian_kl(mu, log_sigma))
+            if return_log_ratio:
+                # log N(z; μ, σ) − log N(z; 0, 1) = Σ ½z² − ½ε² − log σ (the 2π terms cancel)
+                log_ratios.append((0.5 * z.square() - 0.5 * eps.square() - log_sigma).sum(-1))
             dec_state = self.decoder(z, dec_state)
             update, write_params = self.attention.write(dec_state[0])
             canvas = canvas + update
@@ -107,6 +112,8 @@ class DRAW(nn.Module):
                 read_steps.append(read_params)
                 write_steps.append(write_params)
         out = DrawOutput(canvas_logits=canvas, kl=torch.stack(kls, dim=1))
+        if return_log_ratio:
+            out.log_ratio = torch.stack(log_ratios, dim=1)
         if return_steps:
             out.canvases = torch.stack(canvases)
             if read_steps[0] is not None:
@@ -118,11 +125,19 @@ class DRAW(nn.Module):
     def sample(self, n: int, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Generate ``n`` images from the prior, z_t ~ N(0, I); returns every step's canvas as probabilities,
         ``[T, n, C, H, W]`` in [0, 1]. ``noise`` ``[T, n, latent_size]`` fixes the draws."""
+        return self.sample_steps(n, noise)[0]
+
+    @torch.no_grad()
+    def sample_steps(self, n: int, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, AttentionParams | None]:
+        """As :meth:`sample`, and the write attention of every step (fields ``[T, n]``; None without attention)."""
         canvas, _, dec_state = self._initial(n)
-        canvases = []
+        canvases, write_steps = [], []
         for t in range(self.T):
             z = torch.randn(n, self.latent_size, device=canvas.device) if noise is None else noise[t]
             dec_state = self.decoder(z, dec_state)
-            canvas = canvas + self.attention.write(dec_state[0])[0]
+            update, write_params = self.attention.write(dec_state[0])
+            canvas = canvas + update
             canvases.append(torch.sigmoid(canvas))
-        return torch.stack(canvases)
+            write_steps.append(write_params)
+        write = AttentionParams.stack(write_steps) if write_steps[0] is not None else None
+        return torch.stack(canvases), write

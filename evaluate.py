@@ -1,0 +1,15 @@
+"""Likelihood bounds of a checkpoint: `python evaluate.py ckpt_path=... [data=...] [iw_samples=[100,5000]]`."""
+
+import hydra
+from omegaconf import DictConfig
+
+from draw_exp.scripts import run_evaluate
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    run_evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

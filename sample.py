@@ -1,0 +1,15 @@
+"""Pictures from a checkpoint: `python sample.py ckpt_path=... [n=64]`: samples, drawing GIFs, attention windows."""
+
+import hydra
+from omegaconf import DictConfig
+
+from draw_exp.scripts import run_sample
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="sample")
+def main(cfg: DictConfig) -> None:
+    run_sample(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""evaluate.py and sample.py on a checkpoint that train.py wrote."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from conftest import run_script, run_train, write_binarized_mnist
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trained")
+    write_binarized_mnist(root / "data")
+    data = [f"paths.data_dir={root / 'data'}", "data.verify=false", "data.num_workers=0"]
+    result = run_train("data=binarized_mnist", "T=3", "lstm_size=16", "latent_size=4", "attention.write_size=3",
+                       *data, "data.batch_size=10", "trainer.max_epochs=1", "logger=csv", "callbacks.pictures=null",
+                       f"hydra.run.dir={root / 'run'}", cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root, root / "run" / "checkpoints" / "last.ckpt", data
+
+
+def test_evaluate_prints_a_table_and_writes_json_beside_the_checkpoint(trained):
+    root, ckpt, data = trained
+    result = run_script("evaluate.py", f"ckpt_path={ckpt}", *data, "iw_samples=[2,20]", "max_batch=64",
+                        f"hydra.run.dir={root / 'eval'}", cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "NLL bound (nats)" in result.stdout
+    rows = json.loads(ckpt.with_suffix(".test.eval.json").read_text())
+    assert [(r["bound"], r["K"]) for r in rows] == [("elbo", 1), ("iw", 2), ("iw", 20)]
+    for row in rows:
+        assert row["images"] == 30 and row["split"] == "test" and row["data"] == "BinarizedMNISTDataModule"
+        assert row["nll_bound"] > 0 and row["stderr"] > 0 and row["seconds"] >= 0
+    assert rows[2]["nll_bound"] < rows[0]["nll_bound"]  # 20 samples: tighter than the ELBO
+
+
+def test_sample_writes_the_pictures(trained):
+    root, ckpt, data = trained
+    out = root / "pictures"
+    result = run_script("sample.py", f"ckpt_path={ckpt}", *data, "n=9", "reconstruct=4", f"hydra.run.dir={out}", cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert Image.open(out / "drawing_samples.gif").n_frames == 3
+    assert Image.open(out / "drawing_reconstructions.gif").n_frames == 3
+    assert (out / "samples.png").is_file() and (out / "kl_per_step.png").is_file()
+
+
+def test_a_missing_checkpoint_is_named(tmp_path):
+    result = run_script("evaluate.py", f"ckpt_path={tmp_path / 'nope.ckpt'}", cwd=tmp_path)
+    assert result.returncode != 0 and "nope.ckpt" in result.stderr
+
+
+def test_evaluating_on_the_wrong_data_set_is_refused(trained):
+    root, ckpt, data = trained
+    result = run_script("evaluate.py", f"ckpt_path={ckpt}", "data=svhn", f"paths.data_dir={root / 'data'}", cwd=root)
+    assert result.returncode != 0 and "(3, 32, 32)" in result.stderr and "(1, 28, 28)" in result.stderr
