@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from draw_exp.errors import ConfigError
+from draw_exp.errors import ConfigError, check_choice
 from draw_exp.likelihoods import build_likelihood
 from draw_exp.model import DRAW, DrawOutput
 
@@ -36,6 +36,7 @@ class DrawModule(pl.LightningModule):
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         likelihood: Mapping | None = None,
+        compile: str | None = None,
     ):
         super().__init__()
         if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
@@ -46,10 +47,13 @@ class DrawModule(pl.LightningModule):
         self.save_hyperparameters({
             "image_shape": [int(s) for s in image_shape], "T": T, "latent_size": latent_size, "lstm_size": lstm_size,
             "attention": dict(attention), "lr": float(lr), "betas": [float(b) for b in betas],
-            "likelihood": dict(likelihood),
+            "likelihood": dict(likelihood), "compile": compile,
         })
         attention_type = attention.pop("type", "gaussian")
         self.model = DRAW(tuple(image_shape), T, latent_size, lstm_size, attention_type, **attention)
+        if compile is not None:
+            check_choice("model.compile", compile, ("default", "reduce-overhead"))
+            self.model.compile_step(mode=compile)
         self.likelihood = build_likelihood(likelihood.pop("type", "bernoulli"), image_shape, **likelihood)
         self.dims = math.prod(image_shape)
         # One running mean per logged number: exact means over a whole split, synchronised across devices.

@@ -67,6 +67,7 @@ class NoAttention(nn.Module):
         self.image_shape = tuple(image_shape)
         channels, height, width = self.image_shape
         self.read_features = 2 * channels * height * width
+        self.head_features = channels * height * width  # outputs of the fused h^dec projection it uses
         self.write_linear = nn.Linear(lstm_size, channels * height * width)
 
     def read(self, x: torch.Tensor, x_err: torch.Tensor, h_dec: torch.Tensor):
@@ -74,6 +75,23 @@ class NoAttention(nn.Module):
 
     def write(self, h_dec: torch.Tensor):
         return self.write_linear(h_dec).view(-1, *self.image_shape), None
+
+    # --- the fused interface used by DRAW.forward (see GaussianAttention) ---
+    @property
+    def step_invariant_features(self) -> int:
+        return self.read_features // 2  # x itself: its encoder projection is computed once, not every step
+
+    def head_weights(self):
+        return self.write_linear.weight, self.write_linear.bias
+
+    def read_filters(self, head_out):
+        return None
+
+    def read_fast(self, x, x_err, filters):
+        return x_err.flatten(1)  # the step-invariant x part is added by the caller
+
+    def write_fast(self, head_out):
+        return head_out.view(-1, *self.image_shape), None, None
 
 
 class GaussianAttention(nn.Module):
@@ -89,6 +107,7 @@ class GaussianAttention(nn.Module):
         self.write_size = write_size
         channels = self.image_shape[0]
         self.read_features = 2 * channels * read_size * read_size
+        self.head_features = 5 + 5 + channels * write_size * write_size  # read head, write head, patch
         self.read_head = nn.Linear(lstm_size, 5)
         self.write_head = nn.Linear(lstm_size, 5)
         self.write_patch = nn.Linear(lstm_size, channels * write_size * write_size)
@@ -121,3 +140,46 @@ class GaussianAttention(nn.Module):
         fx, fy = self.filterbanks(params, self.write_size)
         patch = self.write_patch(h_dec).view(-1, self.image_shape[0], self.write_size, self.write_size)
         return scatter(patch, fx, fy) / params.gamma[:, None, None, None], params
+
+    # --- the fused interface used by DRAW.forward ---
+    # The read at step t+1 and the write at step t both read h^dec_t, so one matrix product gives both heads and
+    # the patch ("head_out": [read head (5) | write head (5) | patch (C·w·w)]), and one filterbank evaluation
+    # per axis serves both grids.
+    step_invariant_features = 0
+
+    def head_weights(self):
+        weight = torch.cat([self.read_head.weight, self.write_head.weight, self.write_patch.weight])
+        bias = torch.cat([self.read_head.bias, self.write_head.bias, self.write_patch.bias])
+        return weight, bias
+
+    def read_filters(self, head_out):
+        params = self.attention_params(head_out[:, :5], self.read_size)
+        return (*self.filterbanks(params, self.read_size), params)
+
+    def read_fast(self, x, x_err, filters):
+        fx, fy, params = filters
+        return params.gamma[:, None] * glimpse(torch.cat([x, x_err], dim=1), fx, fy).flatten(1)
+
+    def write_fast(self, head_out):
+        """This step's canvas update and write parameters, and the next step's read filters."""
+        read = self.attention_params(head_out[:, :5], self.read_size)
+        write = self.attention_params(head_out[:, 5:10], self.write_size)
+        _, height, width = self.image_shape
+        n_w, n_r = self.write_size, self.read_size
+        fx = paired_filterbanks(write.gx, read.gx, write, read, n_w, n_r, width)
+        fy = paired_filterbanks(write.gy, read.gy, write, read, n_w, n_r, height)
+        patch = head_out[:, 10:].view(-1, self.image_shape[0], n_w, n_w)
+        update = scatter(patch, fx[:, :n_w], fy[:, :n_w]) / write.gamma[:, None, None, None]
+        return update, (fx[:, n_w:], fy[:, n_w:], read), write
+
+
+def paired_filterbanks(center_a, center_b, a: AttentionParams, b: AttentionParams, n_a: int, n_b: int, length: int):
+    """Two grids' filterbanks along one axis in one evaluation: ``[B, n_a + n_b, length]``, rows of grid a first.
+    Each row is exactly :func:`filterbank`'s."""
+    dtype, device = center_a.dtype, center_a.device
+    offset_a = torch.arange(1, n_a + 1, dtype=dtype, device=device) - n_a / 2 - 0.5
+    offset_b = torch.arange(1, n_b + 1, dtype=dtype, device=device) - n_b / 2 - 0.5
+    mu = torch.cat([center_a[:, None] + offset_a * a.delta[:, None], center_b[:, None] + offset_b * b.delta[:, None]], 1)
+    sigma2 = torch.cat([a.sigma2[:, None].expand(-1, n_a), b.sigma2[:, None].expand(-1, n_b)], 1)
+    position = torch.arange(1, length + 1, dtype=dtype, device=device)
+    return torch.softmax(-((position - mu[:, :, None]) ** 2) / (2 * sigma2[:, :, None]), dim=-1)

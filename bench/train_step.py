@@ -1,0 +1,194 @@
+"""Training-step benchmark of DRAW: images/s, ms/step, peak memory, ratio to the textbook baseline, and the
+achieved FLOP rate as a fraction of this machine's matrix-multiply rate at the model's shapes.
+
+    python bench/train_step.py                                   # the paper's MNIST models, CPU
+    python bench/train_step.py --device cuda --modes baseline eager compile graph --precision bf16
+    python bench/train_step.py --attention gaussian --T 64 --batch 100 --lstm 256 --latent 100 --read 2 --write 5
+
+Each mode runs in its own process (so peak memory is its own):
+  baseline  the textbook loop (draw_exp.model.reference: LSTMCell calls, separate filterbanks and glimpses)
+  eager     DRAW.forward: fused projections, eager PyTorch
+  compile   DRAW.forward with the loop body compiled by torch.compile
+  graph     as compile, with mode="reduce-overhead" (CUDA graphs on a GPU; the same as compile on a CPU)
+Timings: median of --steps steps after --warmup steps (forward, backward, Adam step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+
+def step_flops(a) -> float:
+    """FLOPs of one training step by formula: matrix products only, backward counted as twice the forward."""
+    C, H, W = a.shape
+    B, T, L, Z = a.batch, a.T, a.lstm, a.latent
+    if a.attention == "gaussian":
+        reads, heads = 2 * C * a.read * a.read, 10 + C * a.write * a.write
+        attention = 2 * 2 * C * (a.read * H * W + a.read * W * a.read) + 2 * C * (H * a.write * a.write + H * a.write * W)
+        once = 0
+    else:
+        reads, heads, attention = C * H * W, C * H * W, 0  # x's encoder projection is made once per forward
+        once = 2 * B * C * H * W * 4 * L
+    per_step = 2 * B * ((reads + 2 * L) * 4 * L + L * 2 * Z + (Z + L) * 4 * L + L * heads) + B * attention
+    return 3 * (T * per_step + once)
+
+
+def layer_shapes(a):
+    C, H, W = a.shape
+    reads = 2 * C * a.read * a.read if a.attention == "gaussian" else C * H * W
+    heads = 10 + C * a.write * a.write if a.attention == "gaussian" else C * H * W
+    return [(reads + a.lstm, 4 * a.lstm), (a.lstm, 2 * a.latent), (a.latent, 4 * a.lstm), (a.lstm, heads + 8 * a.lstm)]
+
+
+def matmul_rate(a, device, dtype) -> float:
+    """FLOP/s of torch.mm at the model's shapes: each layer's forward, input-gradient and weight-gradient product."""
+    products = []
+    for k, n in layer_shapes(a):
+        products += [(a.batch, k, n), (a.batch, n, k), (n, a.batch, k)]
+    tensors = [(torch.randn(m, k, device=device, dtype=dtype), torch.randn(k, n, device=device, dtype=dtype))
+               for m, k, n in products]
+    flops = sum(2 * m * k * n for m, k, n in products)
+    for _ in range(20):
+        for p, q in tensors:
+            p @ q
+    sync(device)
+    times = []
+    for _ in range(30):
+        start = time.perf_counter()
+        for _ in range(10):
+            for p, q in tensors:
+                p @ q
+        sync(device)
+        times.append((time.perf_counter() - start) / 10)
+    return flops / statistics.median(times)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_mode(a) -> dict:
+    from draw_exp.lit_module import DrawModule
+    from draw_exp.model.reference import reference_forward
+
+    device = torch.device(a.device)
+    torch.manual_seed(0)
+    attention = {"type": a.attention, "read_size": a.read, "write_size": a.write} if a.attention == "gaussian" \
+        else {"type": "none"}
+    module = DrawModule(tuple(a.shape), a.T, a.latent, a.lstm, attention).to(device)
+    if a.mode in ("compile", "graph"):
+        module.model.compile_step(mode="reduce-overhead" if a.mode == "graph" else None)
+    x = torch.rand(a.batch, *a.shape, device=device).bernoulli()
+    optimiser = torch.optim.Adam(module.parameters(), lr=1e-3)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=a.precision == "bf16")
+
+    def loss_fn():
+        with autocast:
+            if a.mode == "baseline":
+                noise = torch.randn(a.T, a.batch, a.latent, device=device)
+                out = reference_forward(module.model, x, noise)
+                return (module.likelihood.nll(out.canvas_logits.float(), x) + out.kl.float().sum(1)).mean()
+            return module.loss_terms(x)["loss"].float().mean()
+
+    def step():
+        loss = loss_fn()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        return loss
+
+    start = time.perf_counter()
+    step()
+    sync(device)
+    first = time.perf_counter() - start
+    for _ in range(a.warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(a.steps):
+        sync(device)
+        start = time.perf_counter()
+        step()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"mode": a.mode, "ms_per_step": 1000 * seconds, "images_per_s": a.batch / seconds,
+            "peak_memory_mb": peak / 2**20, "first_step_s": first, "achieved_gflops": step_flops(a) / seconds / 1e9}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--attention", nargs="+", default=["gaussian", "none"], choices=["gaussian", "none"])
+    parser.add_argument("--modes", nargs="+", default=["baseline", "eager", "compile", "graph"],
+                        choices=["baseline", "eager", "compile", "graph"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="32", choices=["32", "bf16"], help="32: float32; bf16: autocast")
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--T", type=int, default=64)
+    parser.add_argument("--lstm", type=int, default=256)
+    parser.add_argument("--latent", type=int, default=100)
+    parser.add_argument("--read", type=int, default=2)
+    parser.add_argument("--write", type=int, default=5)
+    parser.add_argument("--shape", type=int, nargs=3, default=[1, 28, 28], metavar=("C", "H", "W"))
+    parser.add_argument("--steps", type=int, default=15, help="timed steps (the median is reported)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)  # one mode, in a child process
+    parser.add_argument("--json", help="also write the rows to this file")
+    a = parser.parse_args()
+    if a.mode:
+        a.attention = a.attention[0]
+        print(json.dumps(run_mode(a)))
+        return
+
+    device = torch.device(a.device)
+    print(f"device: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}, torch {torch.__version__}, "
+          f"threads {torch.get_num_threads()}, batch {a.batch}, T {a.T}, LSTM {a.lstm}, z {a.latent}, "
+          f"image {tuple(a.shape)}, precision {a.precision}")
+    rows = []
+    for attention in a.attention:
+        a.attention = attention
+        rate = matmul_rate(a, device, torch.bfloat16 if a.precision == "bf16" else torch.float32)
+        flops = step_flops(a)
+        print(f"\n== attention {attention}" + (f" (read {a.read}x{a.read}, write {a.write}x{a.write})" if attention == "gaussian" else ""))
+        print(f"training step: {flops / 1e9:.1f} GFLOP (matrix products, by formula); "
+              f"matrix-multiply rate at the model's shapes: {rate / 1e9:.1f} GFLOP/s")
+        print(f"{'mode':<9} {'images/s':>9} {'ms/step':>9} {'peak MB':>9} {'vs baseline':>12} {'GFLOP/s':>8} "
+              f"{'of matmul':>10} {'1st step s':>11}")
+        baseline = None
+        for mode in a.modes:
+            argv = [sys.executable, __file__, "--mode", mode, "--attention", attention] + [
+                f"--{k}={v}" for k, v in (("device", a.device), ("precision", a.precision), ("batch", a.batch),
+                                         ("T", a.T), ("lstm", a.lstm), ("latent", a.latent), ("read", a.read),
+                                         ("write", a.write), ("steps", a.steps), ("warmup", a.warmup))
+            ] + ["--shape", *map(str, a.shape)]
+            result = subprocess.run(argv, capture_output=True, text=True)
+            if result.returncode != 0:
+                print(f"{mode:<9} failed: {result.stderr.strip().splitlines()[-1] if result.stderr else result.returncode}")
+                continue
+            row = json.loads(result.stdout.strip().splitlines()[-1])
+            baseline = baseline or (row["images_per_s"] if mode == "baseline" else None)
+            ratio = row["images_per_s"] / baseline if baseline else float("nan")
+            row.update(attention=attention, vs_baseline=ratio, matmul_gflops=rate / 1e9,
+                       fraction_of_matmul=row["achieved_gflops"] * 1e9 / rate, step_gflop=flops / 1e9)
+            rows.append(row)
+            print(f"{mode:<9} {row['images_per_s']:>9.1f} {row['ms_per_step']:>9.1f} {row['peak_memory_mb']:>9.0f} "
+                  f"{ratio:>11.2f}x {row['achieved_gflops']:>8.1f} {row['fraction_of_matmul']:>9.0%} "
+                  f"{row['first_step_s']:>11.1f}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
