@@ -1,0 +1,129 @@
+"""What every image data set shares: splitting, binarisation, seeding, batching and workers."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from draw_exp.errors import check_choice, check_int_range
+
+BINARIZE = ("dynamic", "threshold", "none")
+
+
+class ImageDataset(Dataset):
+    """Images held in memory as uint8 ``[N, C, H, W]``, served as float ``[C, H, W]`` in [0, 1].
+
+    ``binarize``: ``dynamic`` draws each pixel from Bernoulli(intensity) every time an image is served;
+    ``threshold`` serves intensity > 0.5; ``none`` serves intensities. ``fixed_seed`` turns dynamic
+    binarisation into one draw made up front, so that a validation or test set is the same every epoch.
+    ``crop``: serve a ``crop``×``crop`` patch, at a random place (``random_crop``) or the centre.
+    """
+
+    def __init__(self, images: torch.Tensor, binarize: str = "dynamic", fixed_seed: int | None = None,
+                 crop: int | None = None, random_crop: bool = False):
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
+        self.binarize = check_choice("data.binarize", binarize, BINARIZE)
+        if crop is not None:
+            check_int_range("data.crop", crop, 1, min(images.shape[2:]), "at most the stored image side")
+        self.crop = crop
+        self.random_crop = random_crop
+        self.images = images
+        if binarize == "dynamic" and fixed_seed is not None:
+            generator = torch.Generator().manual_seed(fixed_seed)
+            self.images = torch.bernoulli(images.float() / 255, generator=generator).to(torch.uint8) * 255
+            self.binarize = "none"
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        image = self.images[index]
+        if self.crop is not None:
+            (height, width), c = image.shape[1:], self.crop
+            if self.random_crop:
+                top, left = (int(torch.randint(0, side - c + 1, ())) for side in (height, width))
+            else:
+                top, left = (height - c) // 2, (width - c) // 2
+            image = image[:, top : top + c, left : left + c]
+        x = image.float() / 255
+        if self.binarize == "dynamic":
+            return torch.bernoulli(x)
+        if self.binarize == "threshold":
+            return (x > 0.5).float()
+        return x
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Base of every data set: subclasses set ``image_shape`` and implement :meth:`load_splits`.
+
+    ``crop`` (set by subclasses that train on patches) serves random patches for training and centre patches
+    for evaluation."""
+
+    image_shape: tuple[int, int, int]
+    default_likelihood = "bernoulli"  # what likelihood=auto picks for this data set
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        batch_size: int = 100,
+        num_workers: int = 2,
+        binarize: str = "dynamic",
+        split_seed: int = 0,
+        eval_seed: int = 1234,
+        download: bool = True,
+        pin_memory: bool = True,
+    ):
+        super().__init__()
+        self.data_dir = str(data_dir)
+        self.batch_size = check_int_range("data.batch_size", batch_size, 1)
+        self.num_workers = check_int_range("data.num_workers", num_workers, 0)
+        self.binarize = check_choice("data.binarize", binarize, BINARIZE)
+        self.split_seed = split_seed
+        self.eval_seed = eval_seed
+        self.download = download
+        self.pin_memory = pin_memory
+        self.datasets: dict[str, ImageDataset] = {}
+        self.crop: int | None = None
+
+    def load_splits(self) -> dict[str, torch.Tensor]:
+        """Return uint8 ``[N, C, H, W]`` images for ``train``, ``val`` and ``test``."""
+        raise NotImplementedError
+
+    def random_split(self, images: torch.Tensor, val_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hold out ``val_size`` images, chosen by ``split_seed`` so the split is the same on every run."""
+        check_int_range("data.val_size", val_size, 1, len(images) - 1, f"the training file holds {len(images)} images")
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed))
+        return images[order[val_size:]], images[order[:val_size]]
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        splits = self.load_splits()
+        self.datasets = {
+            "train": ImageDataset(splits["train"], self.binarize, crop=self.crop, random_crop=True),
+            # Evaluation sets are binarised once, so every epoch and every run scores the same images.
+            "val": ImageDataset(splits["val"], self.binarize, fixed_seed=self.eval_seed, crop=self.crop),
+            "test": ImageDataset(splits["test"], self.binarize, fixed_seed=self.eval_seed + 1, crop=self.crop),
+        }
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,128 @@
+"""The fixed binarisation of MNIST by Larochelle & Murray (2011): the benchmark of DRAW's Table 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.datasets.utils import download_url
+
+from draw_exp.data.base import ImageDataModule
+from draw_exp.data.files import cache_path, md5, save_atomically, source_stamp
+
+URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
+SPLITS = {  # split -> (file, images, md5)
+    "train": ("binarized_mnist_train.amat", 50_000, "db28b1a6ae0fe70cbd3da91acf46e477"),
+    "val": ("binarized_mnist_valid.amat", 10_000, "bf37822a04e94123630de6a7dfd9c9ef"),
+    "test": ("binarized_mnist_test.amat", 10_000, "14e41ae11040adba6ab8cb291eda0dd8"),
+}
+PIXELS = 784
+CACHE_VERSION = 1
+
+
+def parse_amat(path: Path, expected_images: int | None = None) -> np.ndarray:
+    """Parse an .amat file (one image per line, 784 space-separated 0/1 values) into uint8 ``[N, 784]``.
+
+    The files as distributed have a fixed layout, "d d ... d\\n" with 1,568 bytes a line, which is checked and
+    read as one array; any other spacing falls back to numpy's text parser. Anything but lines of exactly 784
+    binary values is refused, naming the file.
+    """
+    raw = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+    line = 2 * PIXELS
+    rows = raw.reshape(-1, line) if len(raw) % line == 0 else None
+    if rows is not None and (rows[:, 1:-1:2] == ord(" ")).all() and (rows[:, -1] == ord("\n")).all():
+        pixels = rows[:, 0::2] - np.uint8(ord("0"))
+    else:
+        if len(raw) and raw[-1] != ord("\n"):
+            raise OSError(f"{path}: the last line has no newline: the file looks truncated")
+        try:
+            pixels = np.loadtxt(path, dtype=np.int64, ndmin=2)
+        except ValueError as err:
+            raise OSError(f"{path}: {err}: the file is corrupt") from err
+        if pixels.shape[1] != PIXELS:
+            raise OSError(f"{path}: lines of {pixels.shape[1]} values, not {PIXELS}: the file is corrupt")
+    bad = np.argwhere(pixels > 1)
+    if len(bad):
+        raise OSError(f"{path}: line {bad[0][0] + 1} holds a value other than 0 or 1: the file is corrupt")
+    if expected_images is not None and len(pixels) != expected_images:
+        raise OSError(f"{path}: {len(pixels)} lines, expected {expected_images}: the file looks truncated")
+    return pixels.astype(np.uint8)
+
+
+class BinarizedMNISTDataModule(ImageDataModule):
+    """The official 50,000 / 10,000 / 10,000 split, used as is. Already binary: ``binarize`` does nothing.
+
+    ``data_dir`` holds ``BinarizedMNIST/binarized_mnist_{train,valid,test}.amat``. The first load parses the
+    text and caches a packed binary copy (beside the files, or under ``cache_dir`` when their folder is
+    read-only); later loads read the copy.
+    """
+
+    image_shape = (1, 28, 28)
+
+    def __init__(self, cache_dir: str | None = None, verify: bool = True, **kwargs):
+        kwargs.setdefault("binarize", "none")
+        super().__init__(**kwargs)
+        self.cache_dir = cache_dir
+        self.verify = verify
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.data_dir).resolve() / "BinarizedMNIST"
+
+    def path(self, split: str) -> Path:
+        return self.folder / SPLITS[split][0]
+
+    def missing_files(self) -> list[str]:
+        return [SPLITS[s][0] for s in SPLITS if not self.path(s).is_file()]
+
+    def prepare_data(self) -> None:
+        missing = self.missing_files()
+        if missing and self.download:
+            for split in SPLITS:
+                file, _, checksum = SPLITS[split]
+                if not self.path(split).is_file():
+                    try:
+                        download_url(URL + file, str(self.folder), file, md5=checksum)
+                    except Exception as err:  # offline: urllib's errors differ by platform
+                        raise FileNotFoundError(self._missing_message(f" Downloading {URL + file} failed: {err}")) from err
+        if self.missing_files():
+            raise FileNotFoundError(self._missing_message(" Set data.download=true where a network is available."))
+
+    def _missing_message(self, how: str) -> str:
+        return (
+            f"binarized MNIST files missing in {self.folder}: {', '.join(self.missing_files())} (expected "
+            f"{', '.join(f for f, _, _ in SPLITS.values())}). paths.data_dir, or $DRAW_DATA_DIR, names the folder "
+            f"that holds BinarizedMNIST/; the files are at {URL}.{how}"
+        )
+
+    def load_split(self, split: str) -> torch.Tensor:
+        """uint8 ``[N, 1, 28, 28]`` with values 0 or 255, from the cache when it matches the source file."""
+        source = self.path(split)
+        if not source.is_file():
+            raise FileNotFoundError(self._missing_message(" Run prepare_data() first, or copy the files there."))
+        cache = cache_path(source, self.cache_dir)
+        stamp = source_stamp(source)
+        if cache.is_file():
+            try:
+                cached = torch.load(cache, weights_only=True)
+                if cached.get("version") == CACHE_VERSION and cached.get("source") == stamp:
+                    return self._unpack(cached["packed"], cached["count"])
+            except Exception:
+                pass  # unreadable or stale: rebuilt below from the source
+        _, count, checksum = SPLITS[split]
+        if self.verify and (actual := md5(source)) != checksum:
+            raise OSError(f"{source}: md5 {actual} differs from the published {checksum}: the file is corrupt or "
+                          f"not the original; delete it and download it again (data.verify=false skips this check)")
+        pixels = parse_amat(source, count if self.verify else None)
+        packed = torch.from_numpy(np.packbits(pixels, axis=1))  # 98 bytes per image
+        save_atomically({"version": CACHE_VERSION, "source": stamp, "packed": packed, "count": len(pixels)}, cache)
+        return self._unpack(packed, len(pixels))
+
+    @staticmethod
+    def _unpack(packed: torch.Tensor, count: int) -> torch.Tensor:
+        pixels = np.unpackbits(packed.numpy(), axis=1, count=PIXELS)[:count]
+        return torch.from_numpy(pixels * np.uint8(255)).view(-1, 1, 28, 28)
+
+    def load_splits(self) -> dict[str, torch.Tensor]:
+        return {split: self.load_split(split) for split in SPLITS}

@@ -1,0 +1,60 @@
+"""File helpers shared by the data modules: checksums, downloads, read-only folders and binary caches."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+def md5(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def writable(folder: str | Path) -> bool:
+    """A folder we may write into. Root passes os.access everywhere, so folders whose mode has no write bit
+    (shared, read-only copies of data sets) count as read-only too."""
+    folder = Path(folder)
+    return folder.is_dir() and os.access(folder, os.W_OK) and bool(folder.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "draw-exp"
+
+
+def save_atomically(obj, path: Path) -> None:
+    """torch.save to a temporary file, then rename: a crash never leaves a half-written file at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is as readable as the data it copies
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def cache_path(source: Path, cache_dir: str | Path | None, suffix: str = ".cache.pt") -> Path:
+    """Where the binary copy of ``source`` lives: beside it when its folder is writable, else in ``cache_dir``
+    (by default ~/.cache/draw-exp), under a name that includes the source's folder so copies never clash."""
+    if cache_dir is None and writable(source.parent):
+        return source.with_name(source.name + suffix)
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    tag = hashlib.md5(str(source.resolve().parent).encode()).hexdigest()[:8]
+    return root / f"{source.parent.name}-{tag}" / (source.name + suffix)
+
+
+def source_stamp(source: Path) -> dict:
+    """What identifies the file a cache was made from: if it changes, the cache is rebuilt."""
+    st = source.stat()
+    return {"path": str(source.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
