@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -86,6 +88,43 @@ class ImageDataModule(pl.LightningDataModule):
         self.pin_memory = pin_memory
         self.datasets: dict[str, ImageDataset] = {}
         self.crop: int | None = None
+
+    # --- files: subclasses name their folder and files, and how to fetch them ---
+    name = "data"  # in messages
+    source = ""  # where the files come from, in messages
+
+    @property
+    def folder(self) -> Path:
+        raise NotImplementedError
+
+    def expected_files(self) -> list[str]:
+        raise NotImplementedError
+
+    def fetch(self) -> None:
+        """Download the missing files (needs a network)."""
+        raise NotImplementedError
+
+    def missing_files(self) -> list[str]:
+        return [f for f in self.expected_files() if not (self.folder / f).is_file()]
+
+    def missing_message(self, how: str) -> str:
+        return (f"{self.name} files missing in {self.folder}: {', '.join(self.missing_files())} (expected "
+                f"{', '.join(self.expected_files())}{f', from {self.source}' if self.source else ''}). paths.data_dir, "
+                f"or $DRAW_DATA_DIR, names the folder that holds {self.folder.relative_to(Path(self.data_dir).resolve()).parts[0]}/.{how}")
+
+    def require_files(self) -> None:
+        if self.missing_files():
+            raise FileNotFoundError(self.missing_message(" Run prepare_data() first, or copy the files there."))
+
+    def prepare_data(self) -> None:
+        # Lightning calls this on one process per node: the only place that downloads.
+        if self.missing_files() and self.download:
+            try:
+                self.fetch()
+            except Exception as err:  # offline: the download libraries raise many kinds
+                raise FileNotFoundError(self.missing_message(f" Downloading failed: {err}")) from err
+        if self.missing_files():
+            raise FileNotFoundError(self.missing_message(" Set data.download=true where a network is available."))
 
     def load_splits(self) -> dict[str, torch.Tensor]:
         """Return uint8 ``[N, C, H, W]`` images for ``train``, ``val`` and ``test``."""

@@ -73,34 +73,21 @@ class BinarizedMNISTDataModule(ImageDataModule):
     def path(self, split: str) -> Path:
         return self.folder / SPLITS[split][0]
 
-    def missing_files(self) -> list[str]:
-        return [SPLITS[s][0] for s in SPLITS if not self.path(s).is_file()]
+    name = "binarized MNIST"
+    source = URL
 
-    def prepare_data(self) -> None:
-        missing = self.missing_files()
-        if missing and self.download:
-            for split in SPLITS:
-                file, _, checksum = SPLITS[split]
-                if not self.path(split).is_file():
-                    try:
-                        download_url(URL + file, str(self.folder), file, md5=checksum)
-                    except Exception as err:  # offline: urllib's errors differ by platform
-                        raise FileNotFoundError(self._missing_message(f" Downloading {URL + file} failed: {err}")) from err
-        if self.missing_files():
-            raise FileNotFoundError(self._missing_message(" Set data.download=true where a network is available."))
+    def expected_files(self) -> list[str]:
+        return [file for file, _, _ in SPLITS.values()]
 
-    def _missing_message(self, how: str) -> str:
-        return (
-            f"binarized MNIST files missing in {self.folder}: {', '.join(self.missing_files())} (expected "
-            f"{', '.join(f for f, _, _ in SPLITS.values())}). paths.data_dir, or $DRAW_DATA_DIR, names the folder "
-            f"that holds BinarizedMNIST/; the files are at {URL}.{how}"
-        )
+    def fetch(self) -> None:
+        for split, (file, _, checksum) in SPLITS.items():
+            if not self.path(split).is_file():
+                download_url(URL + file, str(self.folder), file, md5=checksum)
 
     def load_split(self, split: str) -> torch.Tensor:
         """uint8 ``[N, 1, 28, 28]`` with values 0 or 255, from the cache when it matches the source file."""
         source = self.path(split)
-        if not source.is_file():
-            raise FileNotFoundError(self._missing_message(" Run prepare_data() first, or copy the files there."))
+        self.require_files()
         cache = cache_path(source, self.cache_dir)
         stamp = source_stamp(source)
         if cache.is_file():

@@ -40,27 +40,19 @@ class SVHNDataModule(ImageDataModule):
     def splits(self) -> list[str]:
         return ["train", "test"] + (["extra"] if self.use_extra else [])
 
-    def missing_files(self) -> list[str]:
-        return [SVHN.split_list[s][1] for s in self.splits() if not (self.folder / SVHN.split_list[s][1]).is_file()]
+    name = "SVHN"
+    source = "torchvision's SVHN, format 2 .mat files"
 
-    def _missing_message(self, how: str) -> str:
-        return (f"SVHN files missing in {self.folder}: {', '.join(self.missing_files())} (torchvision's format 2 "
-                f".mat files). paths.data_dir, or $DRAW_DATA_DIR, names the folder that holds SVHN/.{how}")
+    def expected_files(self) -> list[str]:
+        return [SVHN.split_list[s][1] for s in self.splits()]
 
-    def prepare_data(self) -> None:
-        if self.missing_files() and self.download:
-            try:
-                for split in self.splits():
-                    SVHN(str(self.folder), split=split, download=True)
-            except Exception as err:
-                raise FileNotFoundError(self._missing_message(f" Downloading failed: {err}")) from err
-        if self.missing_files():
-            raise FileNotFoundError(self._missing_message(" Set data.download=true where a network is available."))
+    def fetch(self) -> None:
+        for split in self.splits():
+            SVHN(str(self.folder), split=split, download=True)
 
     def _read(self, split: str) -> torch.Tensor:
         path = self.folder / SVHN.split_list[split][1]
-        if not path.is_file():
-            raise FileNotFoundError(self._missing_message(" Run prepare_data() first, or copy the files there."))
+        self.require_files()
         try:
             return torch.from_numpy(SVHN(str(self.folder), split=split).data)  # [N, 3, 32, 32] uint8
         except Exception as err:  # torchvision checks the md5 and raises RuntimeError on a mismatch
@@ -167,30 +159,24 @@ class SVHNPaperDataModule(ImageDataModule):
     def archives(self) -> list[str]:
         return ["train"] + (["extra"] if self.use_extra else []) + ["test"]
 
-    def missing_files(self) -> list[str]:
-        return [f"{a}.tar.gz" for a in self.archives() if not (self.folder / f"{a}.tar.gz").is_file()]
+    name = "SVHN format-1"
+    source = FORMAT1_URL + " (PNGs with digitStruct.mat)"
+
+    def expected_files(self) -> list[str]:
+        return [f"{a}.tar.gz" for a in self.archives()]
+
+    def fetch(self) -> None:
+        for file in self.missing_files():
+            download_url(FORMAT1_URL + file, str(self.folder), file)
 
     def prepare_data(self) -> None:
-        if self.missing_files() and self.download:
-            for file in self.missing_files():
-                try:
-                    download_url(FORMAT1_URL + file, str(self.folder), file)
-                except Exception as err:
-                    raise FileNotFoundError(self._missing_message(f" Downloading {FORMAT1_URL + file} failed: {err}")) from err
-        if self.missing_files():
-            raise FileNotFoundError(self._missing_message(" Set data.download=true where a network is available."))
+        super().prepare_data()
         for archive in self.archives():
             self.load_archive(archive)  # builds the cache once, on one process
 
-    def _missing_message(self, how: str) -> str:
-        return (f"SVHN format-1 archives missing in {self.folder}: {', '.join(self.missing_files())} (each with "
-                f"PNGs and digitStruct.mat, from {FORMAT1_URL}). paths.data_dir, or $DRAW_DATA_DIR, names the folder "
-                f"that holds SVHN/.{how}")
-
     def load_archive(self, archive: str) -> torch.Tensor:
         source = self.folder / f"{archive}.tar.gz"
-        if not source.is_file():
-            raise FileNotFoundError(self._missing_message(" Run prepare_data() first, or copy the files there."))
+        self.require_files()
         cache = cache_path(source, self.cache_dir, suffix=f".{self.size}px-{self.enlarge}.cache.pt")
         stamp = source_stamp(source)
         if cache.is_file():
