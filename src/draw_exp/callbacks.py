@@ -15,8 +15,8 @@ from draw_exp.pictures import render_all
 class Pictures(pl.Callback):
     """Each validation epoch, on rank zero: samples from fixed noise (the same z every epoch, so epochs compare),
     reconstructions of the first validation images, the drawing animations with attention windows, and the
-    KL per step. Files go to ``<run folder>/pictures/step<global step>/`` (the trainer's default_root_dir); W&B also receives them as images and
-    videos. The same files for every logger."""
+    KL per step. Files go to ``<run folder>/pictures/step<global step>/`` (the trainer's default_root_dir);
+    W&B also receives them as images and videos. The same files for every logger."""
 
     def __init__(self, num_images: int = 64, animated: int = 16, strip_every: int = 8, scale: int = 3,
                  seed: int = 0, every_n_epochs: int = 1):

@@ -74,7 +74,7 @@ def evaluate(module, loader, iw_samples=(), max_batch: int = 2000, device: str |
         row = {"bound": bound, "K": k, "nll_bound": mean, "stderr": stderr, "images": len(per_image),
                "seconds": round(time.perf_counter() - start, 3)}
         if module.likelihood.bits_per_dim:
-            row["bits_per_dim"] = mean / (module.dims * math.log(2))
+            row["bits_per_dim"] = module.bits_per_dim(mean)
         rows.append(row)
     return rows
 

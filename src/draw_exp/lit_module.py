@@ -62,6 +62,10 @@ class DrawModule(pl.LightningModule):
         names += [f"{stage}_{term}" for stage in ("val", "test") for term in eval_terms]
         self.metrics = nn.ModuleDict({name: MeanMetric() for name in names})
 
+    def bits_per_dim(self, nats):
+        """Nats per image → bits per dimension (pixel and channel)."""
+        return nats / (self.dims * math.log(2))
+
     def forward(self, x: torch.Tensor, **kwargs) -> DrawOutput:
         return self.model(x, **kwargs)
 
@@ -77,7 +81,7 @@ class DrawModule(pl.LightningModule):
         if stage != "train":
             terms["nll_bound"] = terms["loss"]  # the negative ELBO, the paper's reported metric
             if self.likelihood.bits_per_dim:
-                terms["bits_per_dim"] = terms["loss"] / (self.dims * math.log(2))
+                terms["bits_per_dim"] = self.bits_per_dim(terms["loss"])
         for term, value in terms.items():
             metric = self.metrics[f"{stage}_{term}"]
             if stage == "train":

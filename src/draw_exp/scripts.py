@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -15,9 +14,6 @@ from draw_exp.errors import ConfigError, check_choice, check_int_range
 from draw_exp.evaluation import evaluate, format_table
 from draw_exp.lit_module import DrawModule
 from draw_exp.pictures import render_all
-
-log = logging.getLogger(__name__)
-
 
 def resolve_device(name: str) -> torch.device:
     check_choice("device", name, ("auto", "cpu", "cuda"))
@@ -52,7 +48,7 @@ def run_evaluate(cfg: DictConfig) -> list[dict]:
     device = resolve_device(cfg.device)
     pl.seed_everything(cfg.seed)
     module = load_checkpoint(cfg.ckpt_path, device)
-    datamodule, loader = load_split(cfg, module, cfg.split)
+    _, loader = load_split(cfg, module, cfg.split)
     rows = evaluate(module, loader, ks, cfg.max_batch, device, cfg.limit_images)
     for row in rows:
         row.update({"data": cfg.data._target_.rsplit(".", 1)[-1], "split": cfg.split, "checkpoint": str(cfg.ckpt_path)})

@@ -92,10 +92,11 @@ class ImageDataModule(pl.LightningDataModule):
     # --- files: subclasses name their folder and files, and how to fetch them ---
     name = "data"  # in messages
     source = ""  # where the files come from, in messages
+    subfolder = ""  # the data set's folder under data_dir
 
     @property
     def folder(self) -> Path:
-        raise NotImplementedError
+        return Path(self.data_dir).resolve() / self.subfolder
 
     def expected_files(self) -> list[str]:
         raise NotImplementedError
@@ -110,7 +111,7 @@ class ImageDataModule(pl.LightningDataModule):
     def missing_message(self, how: str) -> str:
         return (f"{self.name} files missing in {self.folder}: {', '.join(self.missing_files())} (expected "
                 f"{', '.join(self.expected_files())}{f', from {self.source}' if self.source else ''}). paths.data_dir, "
-                f"or $DRAW_DATA_DIR, names the folder that holds {self.folder.relative_to(Path(self.data_dir).resolve()).parts[0]}/.{how}")
+                f"or $DRAW_DATA_DIR, names the folder that holds {self.subfolder.split('/')[0]}/.{how}")
 
     def require_files(self) -> None:
         if self.missing_files():

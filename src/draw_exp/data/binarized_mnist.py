@@ -9,7 +9,7 @@ import torch
 from torchvision.datasets.utils import download_url
 
 from draw_exp.data.base import ImageDataModule
-from draw_exp.data.files import cache_path, md5, save_atomically, source_stamp
+from draw_exp.data.files import cache_path, load_or_build, md5
 
 URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
 SPLITS = {  # split -> (file, images, md5)
@@ -66,9 +66,7 @@ class BinarizedMNISTDataModule(ImageDataModule):
         self.cache_dir = cache_dir
         self.verify = verify
 
-    @property
-    def folder(self) -> Path:
-        return Path(self.data_dir).resolve() / "BinarizedMNIST"
+    subfolder = "BinarizedMNIST"
 
     def path(self, split: str) -> Path:
         return self.folder / SPLITS[split][0]
@@ -88,23 +86,17 @@ class BinarizedMNISTDataModule(ImageDataModule):
         """uint8 ``[N, 1, 28, 28]`` with values 0 or 255, from the cache when it matches the source file."""
         source = self.path(split)
         self.require_files()
-        cache = cache_path(source, self.cache_dir)
-        stamp = source_stamp(source)
-        if cache.is_file():
-            try:
-                cached = torch.load(cache, weights_only=True)
-                if cached.get("version") == CACHE_VERSION and cached.get("source") == stamp:
-                    return self._unpack(cached["packed"], cached["count"])
-            except Exception:
-                pass  # unreadable or stale: rebuilt below from the source
+        cached = load_or_build(source, cache_path(source, self.cache_dir), lambda: self._parse(split), CACHE_VERSION)
+        return self._unpack(cached["packed"], cached["count"])
+
+    def _parse(self, split: str) -> dict:
+        source = self.path(split)
         _, count, checksum = SPLITS[split]
         if self.verify and (actual := md5(source)) != checksum:
             raise OSError(f"{source}: md5 {actual} differs from the published {checksum}: the file is corrupt or "
                           f"not the original; delete it and download it again (data.verify=false skips this check)")
         pixels = parse_amat(source, count if self.verify else None)
-        packed = torch.from_numpy(np.packbits(pixels, axis=1))  # 98 bytes per image
-        save_atomically({"version": CACHE_VERSION, "source": stamp, "packed": packed, "count": len(pixels)}, cache)
-        return self._unpack(packed, len(pixels))
+        return {"packed": torch.from_numpy(np.packbits(pixels, axis=1)), "count": len(pixels)}  # 98 bytes an image
 
     @staticmethod
     def _unpack(packed: torch.Tensor, count: int) -> torch.Tensor:

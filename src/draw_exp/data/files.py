@@ -58,3 +58,19 @@ def source_stamp(source: Path) -> dict:
     """What identifies the file a cache was made from: if it changes, the cache is rebuilt."""
     st = source.stat()
     return {"path": str(source.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def load_or_build(source: Path, cache: Path, build, version: int = 1) -> dict:
+    """The cached dict made from ``source`` when it was made from this very file by this ``version`` of the
+    code; else ``build()``, saved atomically to ``cache`` for next time. An unreadable cache is rebuilt."""
+    stamp = {**source_stamp(source), "version": version}
+    if cache.is_file():
+        try:
+            cached = torch.load(cache, weights_only=True)
+            if cached.get("source") == stamp:
+                return cached
+        except Exception:
+            pass  # unreadable or stale: rebuilt below from the source
+    built = {**build(), "source": stamp}
+    save_atomically(built, cache)
+    return built

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torchvision.datasets import MNIST
 
@@ -31,9 +29,7 @@ class MNISTDataModule(ImageDataModule):
     name = "MNIST"
     source = "torchvision's mirrors, IDX layout"
 
-    @property
-    def folder(self) -> Path:
-        return Path(self.data_dir).resolve() / "MNIST" / "raw"
+    subfolder = "MNIST/raw"
 
     def expected_files(self) -> list[str]:
         return [f for files in FILES.values() for f in files]

@@ -13,7 +13,7 @@ from torchvision.datasets import SVHN
 from torchvision.datasets.utils import download_url
 
 from draw_exp.data.base import ImageDataModule
-from draw_exp.data.files import cache_path, save_atomically, source_stamp
+from draw_exp.data.files import cache_path, load_or_build
 from draw_exp.errors import check_int_range
 
 FORMAT1_URL = "http://ufldl.stanford.edu/housenumbers/"
@@ -33,9 +33,7 @@ class SVHNDataModule(ImageDataModule):
         self.val_size = val_size
         self.use_extra = use_extra
 
-    @property
-    def folder(self) -> Path:
-        return Path(self.data_dir).resolve() / "SVHN"
+    subfolder = "SVHN"
 
     def splits(self) -> list[str]:
         return ["train", "test"] + (["extra"] if self.use_extra else [])
@@ -152,9 +150,7 @@ class SVHNPaperDataModule(ImageDataModule):
         self.enlarge = enlarge
         self.cache_dir = cache_dir
 
-    @property
-    def folder(self) -> Path:
-        return Path(self.data_dir).resolve() / "SVHN"
+    subfolder = "SVHN"
 
     def archives(self) -> list[str]:
         return ["train"] + (["extra"] if self.use_extra else []) + ["test"]
@@ -178,21 +174,14 @@ class SVHNPaperDataModule(ImageDataModule):
         source = self.folder / f"{archive}.tar.gz"
         self.require_files()
         cache = cache_path(source, self.cache_dir, suffix=f".{self.size}px-{self.enlarge}.cache.pt")
-        stamp = source_stamp(source)
-        if cache.is_file():
-            try:
-                cached = torch.load(cache, weights_only=True)
-                if cached.get("source") == stamp:
-                    return cached["images"]
-            except Exception:
-                pass  # unreadable or stale: rebuilt below
+        return load_or_build(source, cache, lambda: {"images": self._preprocess(source)})["images"]
+
+    def _preprocess(self, source: Path) -> torch.Tensor:
         try:
-            images = preprocess_archive(source, self.size, self.enlarge)
+            return preprocess_archive(source, self.size, self.enlarge)
         except (tarfile.TarError, EOFError, OSError, KeyError) as err:
             raise OSError(f"could not read {source}: {err}: the archive looks truncated or corrupt; delete it and "
                           f"download it again") from err
-        save_atomically({"source": stamp, "images": images}, cache)
-        return images
 
     def load_splits(self) -> dict[str, torch.Tensor]:
         pool = torch.cat([self.load_archive(a) for a in self.archives() if a != "test"])

@@ -41,12 +41,19 @@ def filterbank(center: torch.Tensor, delta: torch.Tensor, sigma2: torch.Tensor, 
     Returns ``[B, N, length]``. The normalisation is a softmax, the same function as exp/sum but exact when
     a window lies far outside the image (exp/sum underflows to 0/0 there).
     """
-    dtype, device = center.dtype, center.device
-    i = torch.arange(1, grid_size + 1, dtype=dtype, device=device)
-    mu = center[:, None] + (i - grid_size / 2 - 0.5) * delta[:, None]  # [B, N]
-    a = torch.arange(1, length + 1, dtype=dtype, device=device)
-    logits = -((a - mu[:, :, None]) ** 2) / (2 * sigma2[:, None, None])  # [B, N, length]
-    return torch.softmax(logits, dim=-1)
+    return gaussian_rows(grid_centres(center, delta, grid_size), sigma2[:, None].expand(-1, grid_size), length)
+
+
+def grid_centres(center: torch.Tensor, delta: torch.Tensor, grid_size: int) -> torch.Tensor:
+    """μ_i = center + (i − N/2 − 0.5)·delta for i = 1..N: ``[B, N]``."""
+    i = torch.arange(1, grid_size + 1, dtype=center.dtype, device=center.device)
+    return center[:, None] + (i - grid_size / 2 - 0.5) * delta[:, None]
+
+
+def gaussian_rows(mu: torch.Tensor, sigma2: torch.Tensor, length: int) -> torch.Tensor:
+    """Rows ∝ exp(−(a − μ)² / 2σ²) over a = 1..length, normalised: ``mu``, ``sigma2`` ``[B, G]`` → ``[B, G, length]``."""
+    a = torch.arange(1, length + 1, dtype=mu.dtype, device=mu.device)
+    return torch.softmax(-((a - mu[:, :, None]) ** 2) / (2 * sigma2[:, :, None]), dim=-1)
 
 
 def glimpse(images: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor) -> torch.Tensor:
@@ -176,10 +183,6 @@ class GaussianAttention(nn.Module):
 def paired_filterbanks(center_a, center_b, a: AttentionParams, b: AttentionParams, n_a: int, n_b: int, length: int):
     """Two grids' filterbanks along one axis in one evaluation: ``[B, n_a + n_b, length]``, rows of grid a first.
     Each row is exactly :func:`filterbank`'s."""
-    dtype, device = center_a.dtype, center_a.device
-    offset_a = torch.arange(1, n_a + 1, dtype=dtype, device=device) - n_a / 2 - 0.5
-    offset_b = torch.arange(1, n_b + 1, dtype=dtype, device=device) - n_b / 2 - 0.5
-    mu = torch.cat([center_a[:, None] + offset_a * a.delta[:, None], center_b[:, None] + offset_b * b.delta[:, None]], 1)
-    sigma2 = torch.cat([a.sigma2[:, None].expand(-1, n_a), b.sigma2[:, None].expand(-1, n_b)], 1)
-    position = torch.arange(1, length + 1, dtype=dtype, device=device)
-    return torch.softmax(-((position - mu[:, :, None]) ** 2) / (2 * sigma2[:, :, None]), dim=-1)
+    mu = torch.cat([grid_centres(center_a, a.delta, n_a), grid_centres(center_b, b.delta, n_b)], dim=1)
+    sigma2 = torch.cat([a.sigma2[:, None].expand(-1, n_a), b.sigma2[:, None].expand(-1, n_b)], dim=1)
+    return gaussian_rows(mu, sigma2, length)
