@@ -86,8 +86,8 @@ def test_validation_metrics_are_means_over_the_whole_split(tmp_path):
     seen = []
     loss_terms = module.loss_terms
 
-    def recording(batch):
-        terms = loss_terms(batch)
+    def recording(batch, noise=None):
+        terms = loss_terms(batch, noise)
         seen.append(terms["loss"].detach())
         return terms
 

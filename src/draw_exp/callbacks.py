@@ -1,14 +1,18 @@
-"""Callbacks that put pictures in front of the researcher each validation epoch."""
+"""Callbacks: pictures in front of the researcher each validation epoch; what a resume needs, in each checkpoint."""
 
 from __future__ import annotations
 
 import os
+import random
+
+import numpy as np
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
+from draw_exp.data import unpack_batch
 from draw_exp.pictures import render_all
 
 
@@ -30,7 +34,8 @@ class Pictures(pl.Callback):
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         if batch_idx == 0:
-            self._val_images = batch[: self.num_images].detach()
+            images = unpack_batch(batch)[0]
+            self._val_images = images[: self.num_images].detach()
 
     @rank_zero_only
     def on_validation_epoch_end(self, trainer, pl_module):
@@ -48,3 +53,34 @@ class Pictures(pl.Callback):
                         logger.log_video(f"pictures/{key}", [str(path)], step=trainer.global_step, format=["gif"])
                     else:
                         logger.log_image(f"pictures/{key}", [str(path)], step=trainer.global_step)
+
+
+class ResumeState(pl.Callback):
+    """Puts in each checkpoint what Lightning leaves out but an exact resume needs: the random number generators'
+    states (torch, CUDA, numpy, python: the next batch order and the next noise) and the W&B run id (so a resumed
+    run continues the same W&B run). Plain values and tensors only, so checkpoints load with ``weights_only=True``.
+
+    Under DDP the checkpoint holds rank zero's generators and every rank restores them, as every rank starts
+    from the same seed."""
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        kind, keys, position, has_gauss, cached = np.random.get_state()
+        checkpoint["rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
+            "python": random.getstate(),
+        }
+        checkpoint["wandb_run_id"] = next((lg.version for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint):
+        states = checkpoint.get("rng_states")
+        if not states:
+            return
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states["cuda"])
+        kind, keys, position, has_gauss, cached = states["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+        version, internal, gauss = states["python"]
+        random.setstate((version, tuple(internal), gauss))

@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from draw_exp.data import unpack_batch
 from draw_exp.errors import check_int_range
 
 
@@ -62,7 +63,8 @@ def evaluate(module, loader, iw_samples=(), max_batch: int = 2000, device: str |
     rows = []
     for bound, k in [("elbo", 1)] + [("iw", int(k)) for k in iw_samples]:
         start, values, seen = time.perf_counter(), [], 0
-        for x in loader:
+        for batch in loader:
+            x = unpack_batch(batch)[0]
             if limit_images is not None and seen >= limit_images:
                 break
             x = x[: limit_images - seen] if limit_images is not None else x

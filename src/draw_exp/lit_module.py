@@ -7,15 +7,22 @@ from collections.abc import Mapping
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MeanMetric
 
-from draw_exp.errors import ConfigError, check_choice
+from draw_exp.data import unpack_batch
+from draw_exp.errors import ConfigError, check_choice, check_int_range
 from draw_exp.likelihoods import build_likelihood
 from draw_exp.model import DRAW, DrawOutput
 
 STAGES = ("train", "val", "test")
 TERMS = ("recon", "kl", "loss")
+NONFINITE = ("error", "skip")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss is NaN or infinite; the message names the step and the loss terms."""
 
 
 class DrawModule(pl.LightningModule):
@@ -24,6 +31,11 @@ class DrawModule(pl.LightningModule):
     Takes plain hyperparameters only, so ``DrawModule.load_from_checkpoint(path)`` rebuilds the model alone.
     ``attention`` is the ``attention`` config group: ``{"type": "none" | "gaussian", "read_size", "write_size"}``;
     ``likelihood`` the ``likelihood`` group: ``{"type": "bernoulli" | "discretized_logistic", ...}``.
+
+    Batches are ``(images, indices)`` (or bare images). Validation and test draw each image's noise from a
+    generator seeded by ``eval_noise_seed`` and the image's index, so their bound does not depend on the batch
+    size, the number of devices or the global RNG. ``nonfinite``: what a NaN or infinite training loss does:
+    ``error`` stops with the step and the terms named, ``skip`` skips that batch (on every rank) and counts it.
     """
 
     def __init__(
@@ -37,17 +49,22 @@ class DrawModule(pl.LightningModule):
         betas: tuple[float, float] = (0.9, 0.999),
         likelihood: Mapping | None = None,
         compile: str | None = None,
+        eval_noise_seed: int = 0,
+        nonfinite: str = "error",
     ):
         super().__init__()
         if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
             raise ConfigError(f"model.lr={lr!r} is not allowed: must be a number > 0")
+        check_int_range("model.eval_noise_seed", eval_noise_seed, 0)
+        check_choice("model.nonfinite", nonfinite, NONFINITE)
         attention = dict(attention or {"type": "gaussian", "read_size": 2, "write_size": 5})
         likelihood = dict(likelihood or {"type": "bernoulli"})
         # Plain containers only: the checkpoint then loads with torch.load(weights_only=True).
         self.save_hyperparameters({
             "image_shape": [int(s) for s in image_shape], "T": T, "latent_size": latent_size, "lstm_size": lstm_size,
             "attention": dict(attention), "lr": float(lr), "betas": [float(b) for b in betas],
-            "likelihood": dict(likelihood), "compile": compile,
+            "likelihood": dict(likelihood), "compile": compile, "eval_noise_seed": eval_noise_seed,
+            "nonfinite": nonfinite,
         })
         attention_type = attention.pop("type", "gaussian")
         self.model = DRAW(tuple(image_shape), T, latent_size, lstm_size, attention_type, **attention)
@@ -61,6 +78,7 @@ class DrawModule(pl.LightningModule):
         names = [f"{stage}_{term}" for stage in STAGES for term in TERMS]
         names += [f"{stage}_{term}" for stage in ("val", "test") for term in eval_terms]
         self.metrics = nn.ModuleDict({name: MeanMetric() for name in names})
+        self.skipped_batches = 0  # batches skipped for a non-finite loss (nonfinite=skip), since this process began
 
     def bits_per_dim(self, nats):
         """Nats per image → bits per dimension (pixel and channel)."""
@@ -69,19 +87,22 @@ class DrawModule(pl.LightningModule):
     def forward(self, x: torch.Tensor, **kwargs) -> DrawOutput:
         return self.model(x, **kwargs)
 
-    def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def eval_noise(self, indices: torch.Tensor) -> torch.Tensor:
+        """The standard-normal draws ``[T, B, latent_size]`` for the images at ``indices``, the same on any device."""
+        generator, draws = torch.Generator(), []
+        for index in indices.tolist():
+            generator.manual_seed((self.hparams.eval_noise_seed << 32) + index)
+            draws.append(torch.randn(self.model.T, self.model.latent_size, generator=generator))
+        return torch.stack(draws, dim=1).to(self.device)
+
+    def loss_terms(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Per-image terms ``[B]`` in nats: reconstruction −log D(x | σ(c_T)), Σ_t KL, and their sum."""
-        out = self.model(x)
+        out = self.model(x, noise=noise)
         recon = self.likelihood.nll(out.canvas_logits, x)
         kl = out.kl.sum(dim=1)
         return {"recon": recon, "kl": kl, "loss": recon + kl}
 
-    def _shared_step(self, x: torch.Tensor, stage: str) -> torch.Tensor:
-        terms = self.loss_terms(x)
-        if stage != "train":
-            terms["nll_bound"] = terms["loss"]  # the negative ELBO, the paper's reported metric
-            if self.likelihood.bits_per_dim:
-                terms["bits_per_dim"] = self.bits_per_dim(terms["loss"])
+    def log_terms(self, terms: dict[str, torch.Tensor], stage: str, batch_size: int) -> None:
         for term, value in terms.items():
             metric = self.metrics[f"{stage}_{term}"]
             if stage == "train":
@@ -89,17 +110,43 @@ class DrawModule(pl.LightningModule):
             else:
                 metric.update(value)
             self.log(f"{stage}/{term}", metric, on_step=stage == "train", on_epoch=True,
-                     prog_bar=term in ("loss", "nll_bound"), batch_size=x.shape[0])
-        return terms["loss"].mean()
+                     prog_bar=term in ("loss", "nll_bound"), batch_size=batch_size)
 
     def training_step(self, batch, batch_idx):
-        return self._shared_step(batch, "train")
+        x = unpack_batch(batch)[0]
+        terms = self.loss_terms(x)
+        loss = terms["loss"].mean()
+        # Every rank must take the same branch, or DDP's gradient all-reduce would hang.
+        if not self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True):
+            message = self.nonfinite_message(terms, batch_idx)
+            if self.hparams.nonfinite == "error":
+                raise NonFiniteLossError(message)
+            self.skipped_batches += 1
+            rank_zero_warn(f"skipped: {message}")
+            self.log("train/skipped_batches", float(self.skipped_batches), on_step=True, on_epoch=False)
+            return None  # Lightning skips backward and the optimiser step for this batch
+        self.log_terms(terms, "train", x.shape[0])
+        return loss
+
+    def nonfinite_message(self, terms: dict[str, torch.Tensor], batch_idx: int) -> str:
+        means = ", ".join(f"{name} {value.mean().item():.4g}" for name, value in terms.items())
+        return (f"non-finite training loss at global step {self.global_step} (epoch {self.current_epoch}, batch "
+                f"{batch_idx}); mean nats per image on this rank: {means}. Try a lower model.lr or "
+                "trainer.gradient_clip_val, or set model.nonfinite=skip to skip such batches.")
+
+    def evaluation_step(self, batch, stage: str) -> None:
+        x, indices = unpack_batch(batch)
+        terms = self.loss_terms(x, None if indices is None else self.eval_noise(indices))
+        terms["nll_bound"] = terms["loss"]  # the negative ELBO, the paper's reported metric
+        if self.likelihood.bits_per_dim:
+            terms["bits_per_dim"] = self.bits_per_dim(terms["loss"])
+        self.log_terms(terms, stage, x.shape[0])
 
     def validation_step(self, batch, batch_idx):
-        self._shared_step(batch, "val")
+        self.evaluation_step(batch, "val")
 
     def test_step(self, batch, batch_idx):
-        self._shared_step(batch, "test")
+        self.evaluation_step(batch, "test")
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, betas=tuple(self.hparams.betas))

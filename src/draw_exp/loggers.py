@@ -25,6 +25,8 @@ def wandb_logger(offline: bool | None = None, **kwargs):
     """
     from pytorch_lightning.loggers import WandbLogger  # wandb is imported only when this logger is chosen
 
+    if kwargs.get("id"):
+        kwargs.setdefault("resume", "allow")  # continue that run (a resumed checkpoint names it)
     if offline is None:
         offline = os.environ.get("WANDB_MODE") in ("offline", "disabled") or not wandb_credentials_available()
     return WandbLogger(offline=offline, **kwargs)

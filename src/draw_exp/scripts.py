@@ -10,6 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig
 
+from draw_exp.checkpoints import read_checkpoint
 from draw_exp.errors import ConfigError, check_choice, check_int_range
 from draw_exp.evaluation import evaluate, format_table
 from draw_exp.lit_module import DrawModule
@@ -23,9 +24,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_checkpoint(path: str, device: torch.device) -> DrawModule:
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"ckpt_path={path!r}: no such checkpoint file")
-    module = DrawModule.load_from_checkpoint(path, map_location=device, weights_only=True)
+    checkpoint = read_checkpoint(path)  # weights_only; a missing or damaged file is named
+    module = DrawModule(**checkpoint["hyper_parameters"])
+    module.load_state_dict(checkpoint["state_dict"])
     return module.to(device).eval()
 
 
@@ -67,7 +68,7 @@ def run_sample(cfg: DictConfig) -> dict:
     model = module.model
     if cfg.reconstruct:
         _, loader = load_split(cfg, module, "test")
-        images = next(iter(loader))[: cfg.reconstruct].to(device)
+        images = next(iter(loader))[0][: cfg.reconstruct].to(device)
     else:
         images = torch.zeros(0, *model.image_shape, device=device)
     noise = torch.randn(model.T, cfg.n, model.latent_size, device=device)

@@ -25,7 +25,7 @@ def test_parses_the_official_split_as_is(tmp_path):
         images = dm.datasets[split].images
         assert images.shape == (len(written[name]), 1, 28, 28)
         np.testing.assert_array_equal(images.view(-1, 784).numpy() // 255, written[name])  # same order, same pixels
-    x = next(iter(dm.train_dataloader()))
+    x, _ = next(iter(dm.train_dataloader()))
     assert x.shape == (8, 1, 28, 28) and set(x.unique().tolist()) <= {0.0, 1.0}
 
 

@@ -17,9 +17,10 @@ def test_reads_the_idx_files_through_torchvision_and_splits_them(mnist_dir):
     dm.prepare_data()
     dm.setup()
     assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 150, "val": 50, "test": 100}
-    x = next(iter(dm.train_dataloader()))
+    x, indices = next(iter(dm.train_dataloader()))
     assert x.shape == (16, 1, 28, 28) and x.dtype == torch.float32
     assert set(x.unique().tolist()) <= {0.0, 1.0}
+    assert indices.shape == (16,) and len(set(indices.tolist())) == 16 and int(indices.max()) < 150
 
 
 def test_the_split_is_fixed_by_its_seed(mnist_dir):
@@ -36,18 +37,18 @@ def test_dynamic_binarisation_draws_afresh_for_training_and_once_for_evaluation(
     images = torch.full((4, 1, 28, 28), 128, dtype=torch.uint8)
     train = ImageDataset(images, "dynamic")
     torch.manual_seed(0)
-    a, b = train[0], train[0]
+    a, b = train.image(0), train.image(0)
     assert set(a.unique().tolist()) == {0.0, 1.0} and not torch.equal(a, b)
     assert 0.4 < a.mean() < 0.6  # Bernoulli(128/255)
     val = ImageDataset(images, "dynamic", fixed_seed=3)
-    assert torch.equal(val[1], val[1])
-    assert torch.equal(val[1], ImageDataset(images, "dynamic", fixed_seed=3)[1])
+    assert torch.equal(val.image(1), val.image(1))
+    assert torch.equal(val.image(1), ImageDataset(images, "dynamic", fixed_seed=3).image(1))
 
 
 def test_threshold_binarisation():
     images = torch.tensor([0, 127, 128, 255], dtype=torch.uint8).view(1, 1, 2, 2)
-    torch.testing.assert_close(ImageDataset(images, "threshold")[0], torch.tensor([[[0.0, 0.0], [1.0, 1.0]]]))
-    torch.testing.assert_close(ImageDataset(images, "none")[0], images[0].float() / 255)
+    torch.testing.assert_close(ImageDataset(images, "threshold").image(0), torch.tensor([[[0.0, 0.0], [1.0, 1.0]]]))
+    torch.testing.assert_close(ImageDataset(images, "none").image(0), images[0].float() / 255)
 
 
 def test_missing_files_name_the_folder_and_the_files(tmp_path):
@@ -76,3 +77,11 @@ def test_bad_loader_settings_are_refused_before_reading(tmp_path):
         datamodule(tmp_path, batch_size=0)
     with pytest.raises(ConfigError, match=r"data\.binarize='sometimes'"):
         datamodule(tmp_path, binarize="sometimes")
+
+
+def test_items_are_images_with_their_index():
+    images = torch.arange(3, dtype=torch.uint8).view(3, 1, 1, 1)
+    dataset = ImageDataset(images, "none")
+    for k in range(3):
+        image, index = dataset[k]
+        assert index == k and torch.equal(image, dataset.image(k))

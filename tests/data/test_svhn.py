@@ -34,7 +34,7 @@ def test_svhn_reads_torchvision_files_in_channel_first_order(svhn_dir):
     dm.setup()
     assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 30, "val": 10, "test": 12}
     np.testing.assert_array_equal(dm.datasets["test"].images.numpy(), written["test"])
-    x = next(iter(dm.test_dataloader()))
+    x, _ = next(iter(dm.test_dataloader()))
     assert x.shape == (4, 3, 32, 32)
     torch.testing.assert_close(x, torch.from_numpy(written["test"][:4]).float() / 255)  # intensities, not binarised
     assert dm.default_likelihood == "discretized_logistic"
@@ -92,11 +92,11 @@ def test_svhn_paper_protocol(tmp_path):
     # the crop is the enlarged digit box: the red digits fill the middle, grey shows only at the margins
     centre = stored[:, :, 24:40, 24:40].float()
     assert (centre[:, 0] > 200).float().mean() > 0.6 and (stored[:, 0, :2, :2] < 150).all()
-    x = dm.datasets["test"][0]
+    x = dm.datasets["test"].image(0)
     assert x.shape == (3, 54, 54)
     torch.testing.assert_close(x, stored[0, :, 5:59, 5:59].float() / 255)  # evaluation: the centre patch
     torch.manual_seed(0)
-    patches = {tuple(dm.datasets["train"][0].flatten()[:200].tolist()) for _ in range(20)}
+    patches = {tuple(dm.datasets["train"].image(0).flatten()[:200].tolist()) for _ in range(20)}
     assert len(patches) > 1  # training: random patches
 
 

@@ -1,6 +1,6 @@
 """LightningDataModules: files, splits, transforms and loaders."""
 
-from draw_exp.data.base import ImageDataModule, ImageDataset
+from draw_exp.data.base import ImageDataModule, ImageDataset, unpack_batch
 from draw_exp.data.binarized_mnist import BinarizedMNISTDataModule
 from draw_exp.data.mnist import MNISTDataModule
 from draw_exp.data.svhn import SVHNDataModule, SVHNPaperDataModule
@@ -12,4 +12,5 @@ __all__ = [
     "MNISTDataModule",
     "SVHNDataModule",
     "SVHNPaperDataModule",
+    "unpack_batch",
 ]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from draw_exp.errors import check_choice, check_int_range
@@ -13,8 +14,14 @@ from draw_exp.errors import check_choice, check_int_range
 BINARIZE = ("dynamic", "threshold", "none")
 
 
+def unpack_batch(batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(images, indices)`` from a batch of :class:`ImageDataset`, or ``(images, None)`` from bare images."""
+    return (batch[0], batch[1]) if isinstance(batch, (tuple, list)) else (batch, None)
+
+
 class ImageDataset(Dataset):
-    """Images held in memory as uint8 ``[N, C, H, W]``, served as float ``[C, H, W]`` in [0, 1].
+    """Images held in memory as uint8 ``[N, C, H, W]``, served as ``(image, index)``: float ``[C, H, W]`` in
+    [0, 1] and the image's position in the split (evaluation draws its noise per image from it).
 
     ``binarize``: ``dynamic`` draws each pixel from Bernoulli(intensity) every time an image is served;
     ``threshold`` serves intensity > 0.5; ``none`` serves intensities. ``fixed_seed`` turns dynamic
@@ -40,7 +47,10 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.image(index), index
+
+    def image(self, index: int) -> torch.Tensor:
         image = self.images[index]
         if self.crop is not None:
             (height, width), c = image.shape[1:], self.crop
@@ -149,10 +159,17 @@ class ImageDataModule(pl.LightningDataModule):
         }
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset, sampler = self.datasets[split], None
+        if not shuffle and self.trainer is not None and self.trainer.world_size > 1:
+            # Each evaluation image on exactly one rank: Lightning's default sampler would repeat images to even out
+            # the shards, and the bound would then not be the mean over the split. (Training shards are Lightning's.)
+            sampler = UnrepeatedDistributedSampler(dataset, self.trainer.world_size, self.trainer.global_rank,
+                                                   shuffle=False)
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory and torch.cuda.is_available(),

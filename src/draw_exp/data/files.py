@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 import torch
+
+from draw_exp.checkpoints import save_atomically
 
 
 def md5(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -28,20 +29,6 @@ def writable(folder: str | Path) -> bool:
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "draw-exp"
-
-
-def save_atomically(obj, path: Path) -> None:
-    """torch.save to a temporary file, then rename: a crash never leaves a half-written file at ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is as readable as the data it copies
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def cache_path(source: Path, cache_dir: str | Path | None, suffix: str = ".cache.pt") -> Path:

@@ -1,0 +1,60 @@
+"""Checkpoint files: written atomically, read without executing code, with errors that name the file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+
+def save_atomically(obj, path: str | Path) -> None:
+    """torch.save to a temporary file in the same folder, flush it to disk, then rename it over ``path``.
+
+    The rename is atomic on one file system, so a crash or a SIGKILL at any moment leaves either the old file or
+    the new one at ``path``, never a truncated one (at worst a stray ``.<name>.*.tmp`` beside it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; these files are as readable as the run folder
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint IO for local files, with :func:`save_atomically` for every save (Lightning's own
+    stages the file in the system temp folder and copies it over when that is another file system)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)  # remote stores: Lightning's own
+        save_atomically(checkpoint, path)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, truncated, corrupt, or holds more than tensors and plain values."""
+
+
+def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
+    """Load ``path`` on the CPU with ``weights_only=True`` (no code in the file runs), or raise
+    :class:`CheckpointError` naming the config key, the file and what went wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{key}={str(path)!r}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError... for a bad file
+        raise CheckpointError(
+            f"{key}={str(path)!r}: cannot read this checkpoint ({path.stat().st_size} bytes): it is truncated or "
+            f"corrupt, or holds objects other than tensors and plain values, which are never unpickled here. "
+            f"Cause: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
