@@ -137,3 +137,67 @@ def test_colour_likelihood_reports_bits_per_dim(tmp_path):
 def test_unknown_likelihood_is_refused():
     with pytest.raises(ConfigError, match=r"^likelihood\.type='gaussian'"):
         tiny(likelihood={"type": "gaussian"})
+
+
+class PlantedNaN(DrawModule):
+    """Plants a NaN in the reconstruction term of the second training batch."""
+
+    def loss_terms(self, x, noise=None):
+        terms = super().loss_terms(x, noise)
+        if self.training and self.trainer.fit_loop.epoch_loop.batch_idx == 1:
+            terms["recon"] = terms["recon"] * torch.nan
+            terms["loss"] = terms["recon"] + terms["kl"]
+        return terms
+
+
+def fit_planted(nonfinite: str, tmp_path) -> tuple[PlantedNaN, pl.Trainer, dict]:
+    module = PlantedNaN(image_shape=(1, 28, 28), T=2, latent_size=4, lstm_size=16, attention=GAUSSIAN,
+                        nonfinite=nonfinite)
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path, enable_checkpointing=False)
+    changed = []  # per batch: did it change the weights?
+    before = {}
+
+    def snapshot(batch, batch_idx):
+        before["weights"] = torch.cat([p.detach().flatten().clone() for p in module.parameters()])
+
+    def compare(outputs, batch, batch_idx):
+        after = torch.cat([p.detach().flatten() for p in module.parameters()])
+        changed.append(not torch.equal(before["weights"], after))
+
+    module.on_train_batch_start, module.on_train_batch_end = snapshot, compare
+    trainer.fit(module, DataLoader(blobs(16), batch_size=4))
+    return module, trainer, changed
+
+
+def test_a_nan_loss_stops_training_naming_the_step_and_the_terms(tmp_path):
+    from draw_exp.lit_module import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError) as raised:
+        fit_planted("error", tmp_path)
+    message = str(raised.value)
+    assert "global step 1" in message and "batch 1" in message and "recon nan" in message and "kl " in message
+    assert "model.nonfinite=skip" in message
+
+
+def test_nonfinite_skip_skips_that_batch_only(tmp_path):
+    module, trainer, changed = fit_planted("skip", tmp_path)
+    assert changed == [True, False, True, True]  # no update from batch 1
+    assert module.skipped_batches == 1
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
+def test_nonfinite_must_be_error_or_skip():
+    with pytest.raises(ConfigError, match="model.nonfinite='ignore' is not allowed"):
+        tiny(nonfinite="ignore")
+
+
+def test_evaluation_noise_depends_on_the_image_index_only():
+    module = tiny(eval_noise_seed=3)
+    noise = module.eval_noise(torch.tensor([5, 9, 5]))
+    assert noise.shape == (4, 3, 8)
+    torch.testing.assert_close(noise[:, 0], noise[:, 2])  # the same image, the same draws, in any batch
+    assert not torch.allclose(noise[:, 0], noise[:, 1])
+    torch.testing.assert_close(module.eval_noise(torch.tensor([9]))[:, 0], noise[:, 1])
+    assert not torch.allclose(tiny(eval_noise_seed=4).eval_noise(torch.tensor([5]))[:, 0], noise[:, 0])
+    assert abs(module.eval_noise(torch.arange(2000)).std().item() - 1) < 0.01  # standard normal

@@ -91,7 +91,9 @@ class DrawModule(pl.LightningModule):
         """The standard-normal draws ``[T, B, latent_size]`` for the images at ``indices``, the same on any device."""
         generator, draws = torch.Generator(), []
         for index in indices.tolist():
-            generator.manual_seed((self.hparams.eval_noise_seed << 32) + index)
+            # CPU generators keep 32 bits of a seed: mix seed and index within them (odd multipliers, so for one
+            # seed every index below 2**32 gets its own stream).
+            generator.manual_seed((index * 0x9E3779B1 + self.hparams.eval_noise_seed * 0x85EBCA77) & 0xFFFFFFFF)
             draws.append(torch.randn(self.model.T, self.model.latent_size, generator=generator))
         return torch.stack(draws, dim=1).to(self.device)
 
@@ -132,7 +134,8 @@ class DrawModule(pl.LightningModule):
         means = ", ".join(f"{name} {value.mean().item():.4g}" for name, value in terms.items())
         return (f"non-finite training loss at global step {self.global_step} (epoch {self.current_epoch}, batch "
                 f"{batch_idx}); mean nats per image on this rank: {means}. Try a lower model.lr or "
-                "trainer.gradient_clip_val, or set model.nonfinite=skip to skip such batches.")
+                "trainer.gradient_clip_val" + (", or set model.nonfinite=skip to skip such batches."
+                                               if self.hparams.nonfinite == "error" else "."))
 
     def evaluation_step(self, batch, stage: str) -> None:
         x, indices = unpack_batch(batch)

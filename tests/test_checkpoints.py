@@ -1,0 +1,83 @@
+"""Checkpoint files: atomic writes that a kill cannot truncate, and reads that run no code and name a bad file."""
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from draw_exp.checkpoints import AtomicCheckpointIO, CheckpointError, read_checkpoint, save_atomically
+
+
+def test_a_failure_mid_save_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    save_atomically({"step": 1, "w": torch.ones(1000)}, path)
+    real_save = torch.save
+
+    def dies_half_way(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04" + b"\0" * 100)  # the start of a zip archive, then the process "dies"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        AtomicCheckpointIO().save_checkpoint({"step": 2, "w": torch.zeros(1000)}, path)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert read_checkpoint(path)["step"] == 1
+    assert os.listdir(tmp_path) == ["last.ckpt"]  # no temporary file left behind
+
+
+SAVER = """
+import sys, torch
+from draw_exp.checkpoints import AtomicCheckpointIO
+io, step = AtomicCheckpointIO(), 0
+while True:
+    step += 1
+    io.save_checkpoint({"step": step, "w": torch.full((8_000_000,), float(step))}, sys.argv[1])
+    print(step, flush=True)
+"""
+
+
+def test_sigkill_during_saves_never_leaves_a_truncated_checkpoint(tmp_path):
+    """A process saves 32 MB checkpoints over one path in a loop and is killed at moments spread over a save."""
+    path = tmp_path / "last.ckpt"
+    for delay in (0.0, 0.02, 0.05, 0.1):
+        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], stdout=subprocess.PIPE, text=True)
+        first = proc.stdout.readline()  # one save has completed
+        assert first.strip(), "the saver died before its first save"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        checkpoint = read_checkpoint(path)
+        assert torch.equal(checkpoint["w"], torch.full((8_000_000,), float(checkpoint["step"])))
+
+
+def test_a_truncated_checkpoint_is_named_in_a_clear_error(tmp_path):
+    path = tmp_path / "epoch003-step1200.ckpt"
+    save_atomically({"state_dict": {"w": torch.ones(10_000)}}, path)
+    path.write_bytes(path.read_bytes()[:20_000])
+    with pytest.raises(CheckpointError) as raised:
+        read_checkpoint(path, key="ckpt_path")
+    message = str(raised.value)
+    assert f"ckpt_path='{path}'" in message and "truncated or corrupt" in message and "20000 bytes" in message
+
+
+def test_a_missing_checkpoint_is_named(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        read_checkpoint(tmp_path / "nothing.ckpt")
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_reading_a_checkpoint_never_runs_code_from_it(tmp_path):
+    path = tmp_path / "evil.ckpt"
+    with open(path, "wb") as f:
+        torch.save({"state_dict": {}, "extra": Payload()}, f, pickle_module=pickle)
+    with pytest.raises(CheckpointError, match="never unpickled"):
+        read_checkpoint(path)

@@ -1,0 +1,88 @@
+"""`ckpt_path=last` after a crash: model, optimiser, epoch, step, RNG and the W&B run all continue."""
+
+import signal
+
+import pytest
+import torch
+
+from conftest import ROOT, TINY, run_train, write_mnist
+
+# 150 training images in batches of 25: 6 steps an epoch, 12 in all; last.ckpt every 2 steps.
+RUN = [*(o for o in TINY if not o.startswith(("trainer.max_epochs", "trainer.limit_train_batches"))),
+       "trainer.max_epochs=2", "callbacks.periodic_checkpoint.every_n_train_steps=2", "callbacks.pictures=null",
+       "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
+INTERVAL, KILL_AT, TOTAL = 2, 9, 12
+
+
+def last_ckpt(run_dir):
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+
+
+def weights(checkpoint):
+    return torch.cat([v.flatten() for v in checkpoint["state_dict"].values()])
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_mnist(tmp_path_factory.mktemp("resume") / "data")
+
+
+def train(run_dir, *overrides, data_dir, env=None):
+    return run_train(*RUN, f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}", *overrides,
+                     cwd=run_dir.parent, env=env)
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_same_step_count(data_dir, tmp_path):
+    whole = train(tmp_path / "whole", "logger=csv", data_dir=data_dir)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    run_dir = tmp_path / "crashed"
+    killer = {"PYTHONPATH": str(ROOT / "tests" / "scripts")}
+    killed = train(run_dir, "logger=wandb", "+callbacks.kill._target_=killer.KillAtStep", f"+callbacks.kill.step={KILL_AT}",
+                   data_dir=data_dir, env=killer)
+    assert killed.returncode == -signal.SIGKILL
+    at_kill = last_ckpt(run_dir)
+    assert KILL_AT - INTERVAL <= at_kill["global_step"] < KILL_AT  # at most one checkpoint interval lost
+    assert at_kill["epoch"] == 1  # mid-way through the second epoch
+
+    resumed = train(run_dir, "logger=wandb", "ckpt_path=last", data_dir=data_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final = last_ckpt(run_dir)
+    assert final["global_step"] == last_ckpt(tmp_path / "whole")["global_step"] == TOTAL
+    assert not torch.equal(weights(final), weights(at_kill))  # it trained on from the checkpoint
+    runs = sorted(p.name for p in (run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and runs[0].rsplit("-", 1)[1] == runs[1].rsplit("-", 1)[1]  # the same W&B run id, continued
+
+
+def test_resuming_at_an_epoch_boundary_reproduces_the_uninterrupted_run(data_dir, tmp_path):
+    """Two epochs in one go, or one epoch and then a resume for the second: the same weights, since the
+    optimiser state, the RNG (batch order, noise) and the counters all come back."""
+    assert train(tmp_path / "whole", "logger=csv", data_dir=data_dir).returncode == 0
+    first = train(tmp_path / "split", "logger=csv", "trainer.max_epochs=1", data_dir=data_dir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert last_ckpt(tmp_path / "split")["global_step"] == TOTAL // 2
+    second = train(tmp_path / "split", "logger=csv", "ckpt_path=last", data_dir=data_dir)
+    assert second.returncode == 0, second.stderr[-3000:]
+    whole, split = last_ckpt(tmp_path / "whole"), last_ckpt(tmp_path / "split")
+    assert split["global_step"] == whole["global_step"] == TOTAL
+    torch.testing.assert_close(weights(split), weights(whole), rtol=0, atol=1e-6)
+    for name in ("exp_avg", "exp_avg_sq"):
+        torch.testing.assert_close(split["optimizer_states"][0]["state"][0][name],
+                                   whole["optimizer_states"][0]["state"][0][name], rtol=0, atol=1e-6)
+
+
+def test_ckpt_path_last_without_a_checkpoint_says_how_to_name_the_run(data_dir, tmp_path):
+    result = train(tmp_path / "fresh", "logger=csv", "ckpt_path=last", data_dir=data_dir)
+    assert result.returncode != 0
+    assert "ckpt_path=last: no checkpoints/last.ckpt in the run folder" in result.stderr
+    assert "hydra.run.dir=<run folder> ckpt_path=last" in result.stderr
+
+
+def test_a_truncated_checkpoint_is_refused_by_name_before_training(data_dir, tmp_path):
+    assert train(tmp_path / "run", "logger=csv", "trainer.max_epochs=1", data_dir=data_dir).returncode == 0
+    path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    path.write_bytes(path.read_bytes()[:5000])
+    result = train(tmp_path / "again", "logger=csv", f"ckpt_path={path}", data_dir=data_dir)
+    assert result.returncode != 0
+    assert f"ckpt_path='{path}'" in result.stderr and "truncated or corrupt" in result.stderr
+    assert not (tmp_path / "again" / "checkpoints").exists()  # no work started
