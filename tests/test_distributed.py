@@ -58,3 +58,19 @@ def test_the_validation_bound_is_the_same_with_two_processes_and_one(ddp_run):
     assert one["world_size"] == 1 and two["world_size"] == 2
     for key in ("val/nll_bound", "val/recon", "val/kl"):
         assert two[key] == pytest.approx(one[key], abs=1e-4), key
+
+
+def test_a_local_multirun_of_ddp_jobs_runs_each_job_on_its_own_ranks(mnist_dir, tmp_path):
+    """Jobs run one after another in one process: the second must not mistake itself for a rank of the first."""
+    tiny = [o for o in TINY if not o.startswith("T=")]
+    sweep = tmp_path / "multirun"
+    result = run_train("-m", "T=2,3", *tiny, "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
+                       f"paths.data_dir={mnist_dir}", "logger=csv", "callbacks.pictures=null", f"hydra.sweep.dir={sweep}",
+                       cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job, T in (("0", 2), ("1", 3)):
+        assert (sweep / job / "ddp_rank_1.log").is_file()  # rank 1 of this job ran, in this job's folder
+        hparams = yaml.safe_load((sweep / job / "csv" / "version_0" / "hparams.yaml").read_text())
+        # Had rank 1 composed another T, DDP would have refused the mismatched parameter shapes.
+        assert hparams["T"] == T and hparams["world_size"] == 2
+        assert (sweep / job / "checkpoints" / "last.ckpt").is_file()

@@ -5,13 +5,22 @@ original command line, which for a multirun (``-m``) would start the whole sweep
 children get this job's own overrides and its run folder instead, so every rank runs exactly this job's config
 (whatever the command line: a plain run, a Hydra multirun, a W&B sweep agent's command) and writes to one folder.
 On SLURM, ranks are started by srun and none of this runs.
+
+A local multirun runs its jobs one after another in one process: each job's DDP (its process group and the
+launcher's environment variables) must end with it, or the next job would take itself for an existing rank.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch.distributed as dist
+
+# What Lightning's launcher puts in the environment of the process that starts the ranks.
+LAUNCHER_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
 
 def hydra_job_command(local_rank: int) -> tuple[Sequence[str], str]:
@@ -38,3 +47,21 @@ def launch_ddp_ranks_with_job_overrides() -> None:
     from pytorch_lightning.strategies.launchers import subprocess_script
 
     subprocess_script._hydra_subprocess_cmd = hydra_job_command
+
+
+@contextmanager
+def one_job_of_ddp() -> Iterator[None]:
+    """Undo, when the job ends, the process group and the launcher variables that the job itself created
+    (those set by torchrun or SLURM before it began are left as they were)."""
+    saved = {key: os.environ.get(key) for key in LAUNCHER_VARIABLES}
+    group_before = dist.is_available() and dist.is_initialized()
+    try:
+        yield
+    finally:
+        if not group_before and dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from draw_exp.checkpoints import CheckpointError, read_checkpoint
-from draw_exp.distributed import launch_ddp_ranks_with_job_overrides
+from draw_exp.distributed import launch_ddp_ranks_with_job_overrides, one_job_of_ddp
 from draw_exp.errors import check_int_range
 
 log = logging.getLogger(__name__)
@@ -68,11 +68,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ckpt_path, checkpoint = resume_checkpoint(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     launch_ddp_ranks_with_job_overrides()
-    datamodule, module, trainer = build(cfg, checkpoint)
-    log_run_settings(cfg, datamodule, trainer)
-    # weights_only: a checkpoint is data, never code (see README, "What a checkpoint may contain").
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    log.info("testing %s", best or "the final weights")
-    results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+    with one_job_of_ddp():
+        datamodule, module, trainer = build(cfg, checkpoint)
+        log_run_settings(cfg, datamodule, trainer)
+        # weights_only: a checkpoint is data, never code (see README, "What a checkpoint may contain").
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        log.info("testing %s", best or "the final weights")
+        results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
     return results[0] if results else {}
