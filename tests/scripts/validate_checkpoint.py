@@ -6,6 +6,7 @@ import json
 import sys
 
 import pytorch_lightning as pl
+import torch.distributed as dist
 
 from draw_exp.data import MNISTDataModule
 from draw_exp.lit_module import DrawModule
@@ -20,3 +21,5 @@ if __name__ == "__main__":
     metrics = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     if trainer.is_global_zero:
         print(json.dumps({**metrics, "world_size": trainer.world_size}))
+    if dist.is_initialized():
+        dist.destroy_process_group()  # a gloo group left to interpreter shutdown can abort the process
