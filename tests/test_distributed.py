@@ -27,8 +27,10 @@ def ddp_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
     data_dir = write_mnist(root / "data")
     run_dir = root / "run"
-    result = run_train(*TINY, "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", f"paths.data_dir={data_dir}",
-                       "logger=csv", f"hydra.run.dir={run_dir}", cwd=root)
+    # The whole epoch: 150 training images, 25 per device and step.
+    result = run_train(*TINY, "trainer.limit_train_batches=null", "trainer=ddp", "trainer.devices=2",
+                       "trainer.accelerator=cpu", f"paths.data_dir={data_dir}", "logger=csv", f"hydra.run.dir={run_dir}",
+                       cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
     return root, data_dir, run_dir
 
@@ -38,7 +40,8 @@ def test_ddp_trains_into_one_run_folder_with_one_checkpoint_set(ddp_run):
     assert sorted(p.name for p in root.iterdir()) == ["data", "run"]  # rank 1 made no folder of its own
     assert (run_dir / "ddp_rank_1.log").is_file()  # ... but ran, in this folder
     checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
-    assert checkpoints == ["epoch000-step3.ckpt", "last.ckpt"]  # 3 steps, each on 2 shards of 25 images
+    # Each rank its own shard: the epoch of 150 images ends after 3 steps of 2 x 25 images (1 process: 6 steps).
+    assert checkpoints == ["epoch000-step3.ckpt", "last.ckpt"]
     assert [p.name for p in (run_dir / "csv").iterdir()] == ["version_0"]  # one logger run
     assert len(list((run_dir / "pictures").iterdir())) == 1  # pictures from rank zero only
 
