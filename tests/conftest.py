@@ -47,6 +47,11 @@ TINY = [
 ]
 
 
+def tiny_without(*keys: str) -> list[str]:
+    """TINY less its overrides of ``keys``, for commands that set them otherwise (a multirun takes a key once)."""
+    return [o for o in TINY if o.split("=", 1)[0] not in keys]
+
+
 def run_script(script: str, *overrides: str, cwd: Path, env: dict | None = None, timeout: int = 300):
     """Run ``python <script>`` from the repository as a user would, with W&B offline and no network needed."""
     full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0", **(env or {})}

@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import ROOT, TINY, run_train
+from conftest import ROOT, run_train, tiny_without
 from test_train import last_metrics
 
 
@@ -28,9 +28,9 @@ def ddp_run(tmp_path_factory):
     data_dir = write_mnist(root / "data")
     run_dir = root / "run"
     # The whole epoch: 150 training images, 25 per device and step.
-    result = run_train(*TINY, "trainer.limit_train_batches=null", "trainer=ddp", "trainer.devices=2",
-                       "trainer.accelerator=cpu", f"paths.data_dir={data_dir}", "logger=csv", f"hydra.run.dir={run_dir}",
-                       cwd=root)
+    result = run_train(*tiny_without("trainer.limit_train_batches"), "trainer=ddp", "trainer.devices=2",
+                       "trainer.accelerator=cpu", f"paths.data_dir={data_dir}", "logger=csv",
+                       f"hydra.run.dir={run_dir}", cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
     return root, data_dir, run_dir
 
@@ -65,11 +65,10 @@ def test_the_validation_bound_is_the_same_with_two_processes_and_one(ddp_run):
 
 def test_a_local_multirun_of_ddp_jobs_runs_each_job_on_its_own_ranks(mnist_dir, tmp_path):
     """Jobs run one after another in one process: the second must not mistake itself for a rank of the first."""
-    tiny = [o for o in TINY if not o.startswith("T=")]
     sweep = tmp_path / "multirun"
-    result = run_train("-m", "T=2,3", *tiny, "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
-                       f"paths.data_dir={mnist_dir}", "logger=csv", "callbacks.pictures=null", f"hydra.sweep.dir={sweep}",
-                       cwd=tmp_path)
+    result = run_train("-m", "T=2,3", *tiny_without("T"), "trainer=ddp", "trainer.devices=2",
+                       "trainer.accelerator=cpu", f"paths.data_dir={mnist_dir}", "logger=csv",
+                       "callbacks.pictures=null", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     for job, T in (("0", 2), ("1", 3)):
         assert (sweep / job / "ddp_rank_1.log").is_file()  # rank 1 of this job ran, in this job's folder

@@ -8,15 +8,13 @@ import time
 
 import yaml
 
-from conftest import ROOT, TINY, run_train
-
-MULTIRUN_TINY = [o for o in TINY if not o.startswith(("attention=", "T="))]
-
+from conftest import ROOT, run_train, tiny_without
 
 def test_a_hydra_multirun_trains_every_combination_in_its_own_folder(mnist_dir, tmp_path):
     sweep = tmp_path / "multirun"
-    result = run_train("-m", "attention=none,gaussian", "T=2,3", *MULTIRUN_TINY, f"paths.data_dir={mnist_dir}",
-                       "logger=csv", "callbacks.pictures=null", f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=600)
+    result = run_train("-m", "attention=none,gaussian", "T=2,3", *tiny_without("attention", "T"),
+                       f"paths.data_dir={mnist_dir}", "logger=csv", "callbacks.pictures=null",
+                       f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     seen = set()
     for job in sorted(p for p in sweep.iterdir() if p.is_dir()):

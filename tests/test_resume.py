@@ -5,10 +5,10 @@ import signal
 import pytest
 import torch
 
-from conftest import ROOT, TINY, run_train, write_mnist
+from conftest import ROOT, run_train, tiny_without, write_mnist
 
 # 150 training images in batches of 25: 6 steps an epoch, 12 in all; last.ckpt every 2 steps.
-RUN = [*(o for o in TINY if not o.startswith(("trainer.max_epochs", "trainer.limit_train_batches"))),
+RUN = [*tiny_without("trainer.max_epochs", "trainer.limit_train_batches"),
        "trainer.max_epochs=2", "callbacks.periodic_checkpoint.every_n_train_steps=2", "callbacks.pictures=null",
        "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
 INTERVAL, KILL_AT, TOTAL = 2, 9, 12
@@ -38,8 +38,8 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_step_count(data_dir, tmp_pat
 
     run_dir = tmp_path / "crashed"
     killer = {"PYTHONPATH": str(ROOT / "tests" / "scripts")}
-    killed = train(run_dir, "logger=wandb", "+callbacks.kill._target_=killer.KillAtStep", f"+callbacks.kill.step={KILL_AT}",
-                   data_dir=data_dir, env=killer)
+    killed = train(run_dir, "logger=wandb", "+callbacks.kill._target_=killer.KillAtStep",
+                   f"+callbacks.kill.step={KILL_AT}", data_dir=data_dir, env=killer)
     assert killed.returncode == -signal.SIGKILL
     at_kill = last_ckpt(run_dir)
     assert KILL_AT - INTERVAL <= at_kill["global_step"] < KILL_AT  # at most one checkpoint interval lost

@@ -6,7 +6,6 @@ import os
 import random
 
 import numpy as np
-
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import WandbLogger
