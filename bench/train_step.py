@@ -7,9 +7,11 @@ achieved FLOP rate as a fraction of this machine's matrix-multiply rate at the m
 
 Each mode runs in its own process (so peak memory is its own):
   baseline  the textbook loop (draw_exp.model.reference: LSTMCell calls, separate filterbanks and glimpses)
-  eager     DRAW.forward: fused projections, eager PyTorch
-  compile   DRAW.forward with the loop body compiled by torch.compile
-  graph     as compile, with mode="reduce-overhead" (CUDA graphs on a GPU; the same as compile on a CPU)
+  eager     DRAW.forward's step loop: fused projections, eager PyTorch under autograd (model.compile=null)
+  compile   the hand-written backward through time, its element-wise kernels compiled by torch.compile
+            (draw_exp.model.recurrence; model.compile=default)
+  graph     the step loop with its body compiled in mode="reduce-overhead" (CUDA graphs on a GPU;
+            model.compile=reduce-overhead)
 Timings: median of --steps steps after --warmup steps (forward, backward, Adam step).
 """
 
@@ -86,7 +88,7 @@ def run_mode(a) -> dict:
         else {"type": "none"}
     module = DrawModule(tuple(a.shape), a.T, a.latent, a.lstm, attention).to(device)
     if a.mode in ("compile", "graph"):
-        module.model.compile_step(mode="reduce-overhead" if a.mode == "graph" else None)
+        module.model.compile_recurrence(mode="reduce-overhead" if a.mode == "graph" else None)
     x = torch.rand(a.batch, *a.shape, device=device).bernoulli()
     optimiser = torch.optim.Adam(module.parameters(), lr=1e-3)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=a.precision == "bf16")

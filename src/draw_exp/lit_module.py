@@ -70,7 +70,7 @@ class DrawModule(pl.LightningModule):
         self.model = DRAW(tuple(image_shape), T, latent_size, lstm_size, attention_type, **attention)
         if compile is not None:
             check_choice("model.compile", compile, ("default", "reduce-overhead"))
-            self.model.compile_step(mode=compile)
+            self.model.compile_recurrence(mode=compile)
         self.likelihood = build_likelihood(likelihood.pop("type", "bernoulli"), image_shape, **likelihood)
         self.dims = math.prod(image_shape)
         # One running mean per logged number: exact means over a whole split, synchronised across devices.

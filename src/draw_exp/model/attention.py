@@ -56,6 +56,22 @@ def gaussian_rows(mu: torch.Tensor, sigma2: torch.Tensor, length: int) -> torch.
     return torch.softmax(-((a - mu[:, :, None]) ** 2) / (2 * sigma2[:, :, None]), dim=-1)
 
 
+def filterbank_batch_last(center, delta, sigma2, grid_size: int, length: int) -> torch.Tensor:
+    """:func:`filterbank` with the batch last: ``[N, length, B]``, the same numbers as ``filterbank(...)[b]``.
+
+    Normalised as a softmax is, by exp(e − max e) / Σ exp(e − max e), with the maximum in closed form (the
+    pixel nearest the filter's centre) in place of a max-reduction: one pass fewer over the filters.
+    """
+    i = torch.arange(1, grid_size + 1, dtype=center.dtype, device=center.device)[:, None]
+    mu = center + (i - grid_size / 2 - 0.5) * delta  # [N, B]
+    a = torch.arange(1, length + 1, dtype=center.dtype, device=center.device)[:, None, None]
+    scale = -0.5 / sigma2
+    # The shift cancels in the ratio, so it carries no gradient.
+    peak = (scale * (mu.round().clamp(1, length) - mu) ** 2).detach()  # [N, B]
+    weights = torch.exp(scale * (a - mu) ** 2 - peak)  # [length, N, B]
+    return (weights / weights.sum(0)).transpose(0, 1)
+
+
 def glimpse(images: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor) -> torch.Tensor:
     """``F_Y · image · F_Xᵀ`` per channel: ``[B, C, H, W]`` → ``[B, C, N, N]``."""
     return fy[:, None] @ images @ fx[:, None].transpose(-1, -2)
@@ -100,6 +116,13 @@ class NoAttention(nn.Module):
     def write_fast(self, head_out):
         return head_out.view(-1, *self.image_shape), None, None
 
+    # --- the batch-last interface of draw_exp.model.recurrence (see GaussianAttention) ---
+    def read_batch_last(self, x, canvas, heads):
+        return (x - torch.sigmoid(canvas)).flatten(0, 2)  # x's own part is step-invariant: the caller adds it
+
+    def write_batch_last(self, heads):
+        return heads.view(*self.image_shape, -1)
+
 
 class GaussianAttention(nn.Module):
     """The paper's selective attention (section 3.2): an N×N grid of Gaussian filters per channel.
@@ -119,10 +142,11 @@ class GaussianAttention(nn.Module):
         self.write_head = nn.Linear(lstm_size, 5)
         self.write_patch = nn.Linear(lstm_size, channels * write_size * write_size)
 
-    def attention_params(self, head_out: torch.Tensor, grid_size: int) -> AttentionParams:
-        """Map the head's 5 outputs to pixel-space parameters, as in the paper's equations (21)-(24)."""
+    def attention_params(self, head_out: torch.Tensor, grid_size: int, dim: int = -1) -> AttentionParams:
+        """Map the head's 5 outputs (along ``dim``) to pixel-space parameters, as in the paper's equations
+        (21)-(24)."""
         _, height, width = self.image_shape
-        gx_tilde, gy_tilde, log_sigma2, log_delta_tilde, log_gamma = head_out.unbind(-1)
+        gx_tilde, gy_tilde, log_sigma2, log_delta_tilde, log_gamma = head_out.unbind(dim)
         gx = (width + 1) / 2 * (gx_tilde + 1)
         gy = (height + 1) / 2 * (gy_tilde + 1)
         # With N = 1 the single filter sits on the centre and the stride is unused; max() avoids 0/0.
@@ -178,6 +202,32 @@ class GaussianAttention(nn.Module):
         patch = head_out[:, 10:].view(-1, self.image_shape[0], n_w, n_w)
         update = scatter(patch, fx[:, :n_w], fy[:, :n_w]) / write.gamma[:, None, None, None]
         return update, (fx[:, n_w:], fy[:, n_w:], read), write
+
+    # --- the batch-last interface of draw_exp.model.recurrence ---
+    # Images are [C, H, W, B] and heads [P, B] (the fused heads' rows): with the batch innermost and contiguous,
+    # every filterbank and glimpse sum runs over whole vectors of independent images, which compiled CPU code
+    # does at full width, where [B, N, 28]-shaped sums and batched 2x28 products do not.
+    def filterbanks_batch_last(self, heads, grid_size: int) -> tuple[torch.Tensor, torch.Tensor, AttentionParams]:
+        _, height, width = self.image_shape
+        params = self.attention_params(heads, grid_size, dim=0)
+        fx = filterbank_batch_last(params.gx, params.delta, params.sigma2, grid_size, width)  # [N, W, B]
+        fy = filterbank_batch_last(params.gy, params.delta, params.sigma2, grid_size, height)  # [N, H, B]
+        return fx, fy, params
+
+    def read_batch_last(self, x, canvas, heads):
+        """r_t ``[2·C·N·N, B]`` (in :meth:`read`'s order) from x and c_{t−1} ``[C, H, W, B]`` and the heads."""
+        fx, fy, params = self.filterbanks_batch_last(heads[:5], self.read_size)
+        images = torch.stack([x, x - torch.sigmoid(canvas)])  # [2, C, H, W, B]
+        rows = (fy[:, :, None] * images[:, :, None]).sum(3)  # Σ_h F_Y[p, h] image[h, w]: [2, C, N, W, B]
+        patches = (rows[:, :, :, None] * fx).sum(4)  # Σ_w rows[p, w] F_X[q, w]: [2, C, N, N, B]
+        return params.gamma * patches.flatten(0, 3)
+
+    def write_batch_last(self, heads):
+        """write(h^dec_t) ``[C, H, W, B]`` from the heads."""
+        fx, fy, params = self.filterbanks_batch_last(heads[5:10], self.write_size)
+        patch = heads[10:].view(self.image_shape[0], self.write_size, self.write_size, -1)  # [C, N, N, B]
+        cols = (patch[:, :, :, None] * fx).sum(2)  # Σ_q patch[p, q] F_X[q, w]: [C, N, W, B]
+        return (fy[:, :, None] * cols[:, :, None]).sum(1) / params.gamma  # Σ_p F_Y[p, h] cols[p, w]
 
 
 def paired_filterbanks(center_a, center_b, a: AttentionParams, b: AttentionParams, n_a: int, n_b: int, length: int):

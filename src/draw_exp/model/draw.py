@@ -10,6 +10,7 @@ from torch import nn
 
 from draw_exp.errors import check_choice, check_int_range
 from draw_exp.model.attention import AttentionParams, GaussianAttention, NoAttention
+from draw_exp.model.recurrence import Recurrence, RecurrenceKernels
 
 ATTENTION_TYPES = ("none", "gaussian")
 
@@ -84,6 +85,7 @@ class DRAW(nn.Module):
         self.c_enc0 = nn.Parameter(torch.zeros(lstm_size))
         self.h_dec0 = nn.Parameter(torch.zeros(lstm_size))
         self.c_dec0 = nn.Parameter(torch.zeros(lstm_size))
+        self._kernels = None  # RecurrenceKernels once use_hand_written_backward() is called
 
     def _initial(self, batch: int):
         def expand(p):
@@ -97,17 +99,51 @@ class DRAW(nn.Module):
 
         ``noise`` ``[T, B, latent_size]`` fixes the standard-normal draws of the reparameterisation; by default
         fresh noise is drawn for every step. ``return_log_ratio`` adds log q(z_t | x) − log p(z_t) for importance
-        weights.
+        weights; ``return_steps`` every step's canvas and attention (for pictures).
 
-        The same function as the textbook loop (``draw_exp.model.reference``), arranged for speed: h^dec_t is
-        projected once per step onto everything that reads it (both attention heads, the write patch, the next
-        encoder input and the decoder's next hidden gates); the encoder takes [r_t, h^enc] in one product;
-        the part of the encoder input that does not change over steps is projected once; the KL is computed
-        once over all steps.
+        The same function as the textbook loop (``draw_exp.model.reference``), arranged for speed: by default
+        :meth:`_step_loop` under autograd; after :meth:`use_hand_written_backward` (which
+        :meth:`compile_recurrence` calls) the recurrence with its hand-written backward pass
+        (``draw_exp.model.recurrence``), except with ``return_steps`` or under autocast.
         """
-        batch, steps = x.shape[0], self.T
         if noise is None:
-            noise = torch.randn(steps, batch, self.latent_size, device=x.device, dtype=x.dtype)
+            noise = torch.randn(self.T, x.shape[0], self.latent_size, device=x.device, dtype=x.dtype)
+        # Under autocast the step loop runs: autograd then casts each product's operands.
+        if return_steps or self._kernels is None or torch.is_autocast_enabled(x.device.type):
+            out, mu, log_sigma = self._step_loop(x, noise, return_steps)
+        else:
+            canvas, mu, log_sigma = self._recurrence(x, noise)
+            out = DrawOutput(canvas_logits=canvas, kl=None)
+        out.kl = gaussian_kl(mu, log_sigma).t()
+        if return_log_ratio:
+            z = mu + torch.exp(log_sigma) * noise
+            # log N(z; μ, σ) − log N(z; 0, 1) = Σ ½z² − ½ε² − log σ (the 2π terms cancel)
+            out.log_ratio = (0.5 * z.square() - 0.5 * noise.square() - log_sigma).sum(-1).t()
+        return out
+
+    def _recurrence(self, x: torch.Tensor, noise: torch.Tensor):
+        """The T steps as one autograd node, batch-last inside: returns c_T ``[B, C, H, W]``, μ and log σ
+        ``[T, B, Z]``."""
+        batch = x.shape[0]
+        weights = self._fused_weights(x)
+        enc_const = weights.get("enc_const")
+
+        def batch_last(param):  # a learned initial state, one copy per image: [..., B]
+            return param[..., None].expand(*param.shape, batch).contiguous()
+
+        canvas, mu, log_sigma = Recurrence.apply(
+            self._kernels, x.permute(1, 2, 3, 0).contiguous(), noise.transpose(1, 2).contiguous(),
+            batch_last(self.canvas0), batch_last(self.h_enc0), batch_last(self.c_enc0), batch_last(self.h_dec0),
+            batch_last(self.c_dec0), None if enc_const is None else enc_const.t().contiguous(),
+            weights["out_w"], weights["out_b"][:, None], weights["enc_w"], self.posterior.weight,
+            self.posterior.bias[:, None], self.decoder.weight_ih)
+        return canvas.permute(3, 0, 1, 2), mu.transpose(1, 2), log_sigma.transpose(1, 2)
+
+    def _step_loop(self, x: torch.Tensor, noise: torch.Tensor, return_steps: bool):
+        """The recurrence under autograd, one (optionally compiled) :meth:`_step` at a time: h^dec_t is projected
+        once per step onto everything that reads it (both attention heads, the write patch, the next encoder
+        input and the decoder's next hidden gates) and the encoder takes [r_t, h^enc] in one product."""
+        batch, steps = x.shape[0], self.T
         weights = self._fused_weights(x)
         canvas, (h_enc, c_enc), (h_dec, c_dec) = self._initial(batch)
         proj = F.linear(h_dec, weights["out_w"], weights["out_b"])
@@ -123,18 +159,13 @@ class DRAW(nn.Module):
             if return_steps:
                 canvases.append(canvas)
                 write_steps.append(write_params)
-        mu, log_sigma = torch.stack(mus), torch.stack(log_sigmas)  # [T, B, latent_size]
-        out = DrawOutput(canvas_logits=canvas, kl=gaussian_kl(mu, log_sigma).t())
-        if return_log_ratio:
-            z = mu + torch.exp(log_sigma) * noise
-            # log N(z; μ, σ) − log N(z; 0, 1) = Σ ½z² − ½ε² − log σ (the 2π terms cancel)
-            out.log_ratio = (0.5 * z.square() - 0.5 * noise.square() - log_sigma).sum(-1).t()
+        out = DrawOutput(canvas_logits=canvas, kl=None)
         if return_steps:
             out.canvases = torch.stack(canvases)
             if write_steps[0] is not None:
                 out.read_params = AttentionParams.stack(read_steps)
                 out.write_params = AttentionParams.stack(write_steps)
-        return out
+        return out, torch.stack(mus), torch.stack(log_sigmas)  # μ, log σ: [T, B, latent_size]
 
     def _fused_weights(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The per-forward concatenations of the parameters (differentiable views of the same weights)."""
@@ -167,10 +198,21 @@ class DRAW(nn.Module):
         update, filters, write_params = self.attention.write_fast(proj[:, :heads])
         return canvas + update, h_enc, c_enc, h_dec, c_dec, proj, filters, mu, log_sigma, write_params
 
-    def compile_step(self, mode: str | None = None) -> None:
-        """Compile the body of the loop with torch.compile (``mode="reduce-overhead"`` adds CUDA graphs on a GPU).
-        Compiling one step rather than the unrolled T-step forward keeps compile time independent of T."""
-        self._step = torch.compile(self._step, mode=mode, dynamic=False)
+    def compile_recurrence(self, mode: str | None = None) -> None:
+        """Compile the recurrence with torch.compile. ``mode=None`` (or "default") trains through the hand-written
+        recurrence with compiled kernels, the fastest on a CPU; ``mode="reduce-overhead"`` compiles the body of
+        the step loop, with CUDA graphs on a GPU. Compiling one step's pieces rather than the unrolled T-step
+        forward keeps compile time independent of T."""
+        if mode == "reduce-overhead":
+            self._step = torch.compile(self._step, mode=mode, dynamic=False)
+        else:
+            self.use_hand_written_backward(compile=True)
+
+    def use_hand_written_backward(self, compile: bool = True) -> None:
+        """Train through :class:`~draw_exp.model.recurrence.Recurrence`: the T steps as one autograd node with a
+        hand-written backward, its element-wise kernels compiled by torch.compile (or eager, ``compile=False``:
+        slower than the step loop, kept for tests and debugging)."""
+        self._kernels = RecurrenceKernels(self.attention, compile=compile)
 
     @torch.no_grad()
     def sample(self, n: int, noise: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,0 +1,206 @@
+"""DRAW's T-step recurrence with a hand-written backward pass through time.
+
+Autograd records some forty nodes per step of DRAW and runs each one by one in the backward pass; on a CPU that
+bookkeeping, the per-step gradient accumulations and the small filterbank products cost as much as half of the
+matrix products. Here the whole recurrence is one autograd node: the forward loop runs without a graph and keeps
+what the backward needs, and the backward loop runs the chain rule step by step in reverse. Its matrix products
+are explicit (weight gradients accumulate inside the product, ``addmm_``), and everything between them is a few
+element-wise kernels per step (``RecurrenceKernels``), compiled by torch.compile when asked. The attention's
+own backward (filterbanks, glimpse, scatter) is taken with ``torch.func.vjp`` of its forward, so a new attention
+type needs only its forward.
+
+The function computed is the textbook loop's (``draw_exp.model.reference``), tested for loss and every gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def lstm_forward(gates: torch.Tensor, cell: torch.Tensor):
+    """LSTM cell from summed gate pre-activations ``[4L, B]`` (nn.LSTMCell's i, f, g, o order) and the previous
+    cell ``[L, B]``: returns ``h``, the new cell and the activated gates ``[4L, B]`` that the backward needs."""
+    i, f, g, o = gates.chunk(4)
+    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+    new_cell = f * cell + i * g
+    return o * torch.tanh(new_cell), new_cell, torch.cat([i, f, g, o])
+
+
+def lstm_backward(acts: torch.Tensor, cell: torch.Tensor, new_cell: torch.Tensor, d_h: torch.Tensor,
+                  d_new_cell: torch.Tensor):
+    """Gradients of :func:`lstm_forward`: to the gate pre-activations ``[4L, B]`` and to the previous cell."""
+    i, f, g, o = acts.chunk(4)
+    tanh_cell = torch.tanh(new_cell)
+    d_cell = d_new_cell + d_h * o * (1 - tanh_cell * tanh_cell)
+    d_gates = torch.cat([d_cell * g * i * (1 - i), d_cell * cell * f * (1 - f), d_cell * i * (1 - g * g),
+                         d_h * tanh_cell * o * (1 - o)])
+    return d_gates, d_cell * f
+
+
+def sample_latent(post: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """z = μ + σ·ε from the posterior's outputs ``[2Z, B]`` (μ, log σ)."""
+    mu, log_sigma = post.chunk(2)
+    return mu + torch.exp(log_sigma) * eps
+
+
+def sample_latent_backward(post, eps, d_z, d_mu, d_log_sigma):
+    """Gradient to the posterior's outputs: from z, plus the gradients of μ and log σ themselves (from the KL)."""
+    log_sigma = post.chunk(2)[1]
+    return torch.cat([d_mu + d_z, d_log_sigma + d_z * torch.exp(log_sigma) * eps])
+
+
+class RecurrenceKernels:
+    """The element-wise pieces of one step, forward and backward, eager or compiled (``torch.compile``).
+
+    Tensors are batch-last (``[features, B]``, images ``[C, H, W, B]``). ``attention`` supplies
+    ``read_batch_last(x, canvas, heads)`` and ``write_batch_last(heads)``; their backward is the
+    vector-Jacobian product of those functions. The write of step t and the read of step t+1 take the same
+    heads with no matrix product between them, so each runs as one kernel, forward and backward.
+    """
+
+    def __init__(self, attention: nn.Module, compile: bool = False):
+        self.attention = attention
+        kernels = {
+            "lstm_forward": lstm_forward, "lstm_backward": lstm_backward, "sample_latent": sample_latent,
+            "sample_latent_backward": sample_latent_backward, "read": self._read, "write": self._write,
+            "write_read": self._write_read, "write_backward": self._write_backward,
+            "read_backward": self._read_backward, "read_write_backward": self._read_write_backward,
+        }
+        for name, fn in kernels.items():
+            setattr(self, name, torch.compile(fn, dynamic=False) if compile else fn)
+
+    def _read(self, x, canvas, heads, h_enc):
+        """The encoder's input [r_t, h^enc_{t−1}] ``[R + L, B]``, r_t read from c_{t−1} with heads_{t−1}."""
+        return torch.cat([self.attention.read_batch_last(x, canvas, heads), h_enc])
+
+    def _write(self, canvas, heads):
+        return canvas + self.attention.write_batch_last(heads)
+
+    def _write_read(self, x, canvas, heads, h_enc):
+        """c_t = c_{t−1} + write(heads_t), then the next encoder input read from c_t with the same heads."""
+        canvas = self._write(canvas, heads)
+        return canvas, self._read(x, canvas, heads, h_enc)
+
+    def _write_backward(self, heads, d_canvas):
+        """Through c_t = c_{t−1} + write(heads_t): the gradient to the heads (c_{t−1}'s is ``d_canvas`` itself)."""
+        return torch.func.vjp(self.attention.write_batch_last, heads)[1](d_canvas)[0]
+
+    def _through_read(self, x, canvas, heads, d_enc_in, d_canvas, gates):
+        """Through r_t = read(x, c_{t−1}, heads_{t−1}): the gradients to c_{t−1} (plus ``d_canvas``, what came from
+        later steps) and to the heads. ``d_enc_in`` is the encoder input's gradient, [r_t, h^enc] rows."""
+        d_read = d_enc_in[: d_enc_in.shape[0] - gates // 4]
+        _, vjp = torch.func.vjp(lambda c, h: self.attention.read_batch_last(x, c, h), canvas, heads)
+        d_canvas_read, d_heads = vjp(d_read)
+        return d_canvas + d_canvas_read, d_heads
+
+    def _read_backward(self, x, canvas, heads, d_enc_in, d_canvas, d_enc_gates, d_dec_gates):
+        """Step 1's read: the gradients to c_0 and to all of proj_0 (its encoder and decoder rows' are given)."""
+        d_canvas, d_heads = self._through_read(x, canvas, heads, d_enc_in, d_canvas, d_enc_gates.shape[0])
+        return d_canvas, torch.cat([d_heads, d_enc_gates, d_dec_gates])
+
+    def _read_write_backward(self, x, canvas, heads, d_enc_in, d_canvas, d_enc_gates, d_dec_gates):
+        """As :meth:`_read_backward` for step t > 1, then through c_{t−1} = c_{t−2} + write(heads_{t−1}), which
+        read the same heads: the gradients to c_{t−2} (the same as to c_{t−1}) and to proj_{t−1}."""
+        d_canvas, d_heads = self._through_read(x, canvas, heads, d_enc_in, d_canvas, d_enc_gates.shape[0])
+        d_heads = d_heads + self._write_backward(heads, d_canvas)
+        return d_canvas, torch.cat([d_heads, d_enc_gates, d_dec_gates])
+
+
+class Recurrence(torch.autograd.Function):
+    """The T steps as one autograd node. Inputs, batch-last (batch B, LSTM width L, latent Z, P head outputs):
+
+    x ``[C, H, W, B]``; noise ``[T, Z, B]``; canvas0 ``[C, H, W, B]``; h_enc0, c_enc0, h_dec0, c_dec0 ``[L, B]``;
+    enc_const ``[4L, B]`` or None (the encoder's step-invariant input, projected once);
+    out_w ``[P + 8L, L]``, out_b ``[P + 8L, 1]``: h^dec → [attention heads | encoder gates | decoder gates];
+    enc_w ``[4L, R + L]``: [r_t, h^enc_{t−1}] → encoder gates; post_w ``[2Z, L]``, post_b ``[2Z, 1]``;
+    dec_w ``[4L, Z]``.
+
+    Returns the final canvas (logits, ``[C, H, W, B]``) and every step's posterior μ and log σ ``[T, Z, B]``.
+    """
+
+    @staticmethod
+    def forward(ctx, kernels, x, noise, canvas0, h_enc0, c_enc0, h_dec0, c_dec0, enc_const, out_w, out_b, enc_w,
+                post_w, post_b, dec_w):
+        steps, lstm = noise.shape[0], h_enc0.shape[0]
+        heads = out_w.shape[0] - 8 * lstm
+        enc, dec = slice(heads, heads + 4 * lstm), slice(heads + 4 * lstm, None)
+        # Inside autograd.Function.forward no graph is recorded; detached inputs also keep the compiled kernels
+        # from specialising on requires_grad at the first step.
+        canvas, h_enc, c_enc, c_dec, h_dec0 = (t.detach() for t in (canvas0, h_enc0, c_enc0, c_dec0, h_dec0))
+        proj = torch.addmm(out_b, out_w, h_dec0)
+        saved = {k: [] for k in ("canvas", "proj", "enc_in", "c_enc", "enc_acts", "h_enc", "post", "z", "c_dec",
+                                 "dec_acts", "h_dec")}
+        saved["h_dec"].append(h_dec0)
+        enc_in = kernels.read(x, canvas, proj[:heads], h_enc)
+        for t in range(steps):
+            gates = torch.addmm(proj[enc], enc_w, enc_in)
+            if enc_const is not None:
+                gates += enc_const
+            saved["c_enc"].append(c_enc)
+            h_enc, c_enc, enc_acts = kernels.lstm_forward(gates, c_enc)
+            post = torch.addmm(post_b, post_w, h_enc)
+            z = kernels.sample_latent(post, noise[t])
+            saved["c_dec"].append(c_dec)
+            h_dec, c_dec, dec_acts = kernels.lstm_forward(torch.addmm(proj[dec], dec_w, z), c_dec)
+            for name, value in (("canvas", canvas), ("proj", proj), ("enc_in", enc_in), ("enc_acts", enc_acts),
+                                ("h_enc", h_enc), ("post", post), ("z", z), ("dec_acts", dec_acts),
+                                ("h_dec", h_dec)):
+                saved[name].append(value)
+            proj = torch.addmm(out_b, out_w, h_dec)
+            if t < steps - 1:
+                canvas, enc_in = kernels.write_read(x, canvas, proj[:heads], h_enc)
+            else:
+                canvas = kernels.write(canvas, proj[:heads])
+        saved["proj"].append(proj)
+        saved["c_enc"].append(c_enc)
+        saved["c_dec"].append(c_dec)
+        ctx.kernels, ctx.saved, ctx.has_enc_const = kernels, saved, enc_const is not None
+        ctx.save_for_backward(x, noise, out_w, out_b, enc_w, post_w, dec_w)
+        mu, log_sigma = torch.stack(saved["post"]).chunk(2, dim=1)  # [T, Z, B] each
+        return canvas, mu, log_sigma
+
+    @staticmethod
+    def backward(ctx, d_canvas, d_mu, d_log_sigma):
+        x, noise, out_w, out_b, enc_w, post_w, dec_w = ctx.saved_tensors
+        kernels, s = ctx.kernels, ctx.saved
+        ctx.saved = None
+        steps, batch, lstm = noise.shape[0], x.shape[-1], out_w.shape[1]
+        heads, reads = out_w.shape[0] - 8 * lstm, enc_w.shape[1] - lstm
+        d_mu = torch.zeros_like(noise) if d_mu is None else d_mu
+        d_log_sigma = torch.zeros_like(noise) if d_log_sigma is None else d_log_sigma
+        d_canvas = torch.zeros_like(x) if d_canvas is None else d_canvas.contiguous()
+        d_out_w, d_out_b, d_enc_w = torch.zeros_like(out_w), torch.zeros_like(out_b), torch.zeros_like(enc_w)
+        d_post_w, d_post_b, d_dec_w = torch.zeros_like(post_w), torch.zeros_like(s["post"][0][:, :1]), \
+            torch.zeros_like(dec_w)
+        zeros = x.new_zeros(lstm, batch)
+        d_h_enc = d_c_enc = d_c_dec = zeros
+        d_enc_const = x.new_zeros(4 * lstm, batch) if ctx.has_enc_const else None
+        # proj_T fed only the last write: its other rows get no gradient.
+        d_proj = torch.cat([kernels.write_backward(s["proj"][-1][:heads], d_canvas), x.new_zeros(8 * lstm, batch)])
+        for t in reversed(range(steps)):
+            # Step t+1 in the paper's numbering, in reverse. proj_{t+1} = out(h^dec_{t+1}):
+            d_out_w.addmm_(d_proj, s["h_dec"][t + 1].t())
+            d_out_b += d_proj.sum(1, keepdim=True)
+            d_gates, d_c_dec = kernels.lstm_backward(s["dec_acts"][t], s["c_dec"][t], s["c_dec"][t + 1],
+                                                     out_w.t() @ d_proj, d_c_dec)
+            d_dec_w.addmm_(d_gates, s["z"][t].t())
+            d_post = kernels.sample_latent_backward(s["post"][t], noise[t], dec_w.t() @ d_gates, d_mu[t],
+                                                    d_log_sigma[t])
+            d_post_w.addmm_(d_post, s["h_enc"][t].t())
+            d_post_b += d_post.sum(1, keepdim=True)
+            d_enc_gates, d_c_enc = kernels.lstm_backward(s["enc_acts"][t], s["c_enc"][t], s["c_enc"][t + 1],
+                                                         torch.addmm(d_h_enc, post_w.t(), d_post), d_c_enc)
+            d_enc_w.addmm_(d_enc_gates, s["enc_in"][t].t())
+            if d_enc_const is not None:
+                d_enc_const += d_enc_gates
+            d_enc_in = enc_w.t() @ d_enc_gates
+            d_h_enc = d_enc_in[reads:]
+            # r_t read c_{t−1} and proj_{t−1}'s read head; for t > 0 c_{t−1} was written from proj_{t−1} too.
+            backward = kernels.read_write_backward if t > 0 else kernels.read_backward
+            d_canvas, d_proj = backward(x, s["canvas"][t], s["proj"][t][:heads], d_enc_in, d_canvas, d_enc_gates,
+                                        d_gates)
+        d_out_w.addmm_(d_proj, s["h_dec"][0].t())
+        d_out_b += d_proj.sum(1, keepdim=True)
+        return (None, None, None, d_canvas, d_h_enc, d_c_enc, out_w.t() @ d_proj, d_c_dec, d_enc_const, d_out_w,
+                d_out_b, d_enc_w, d_post_w, d_post_b, d_dec_w)
