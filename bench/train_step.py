@@ -129,6 +129,16 @@ def run_mode(a) -> dict:
             "peak_memory_mb": peak / 2**20, "first_step_s": first, "achieved_gflops": step_flops(a) / seconds / 1e9}
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Batch and model sizes, the paper's MNIST model by default (shared with bench/gradient_accuracy.py)."""
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--T", type=int, default=64)
+    parser.add_argument("--lstm", type=int, default=256)
+    parser.add_argument("--latent", type=int, default=100)
+    parser.add_argument("--read", type=int, default=2)
+    parser.add_argument("--write", type=int, default=5)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--attention", nargs="+", default=["gaussian", "none"], choices=["gaussian", "none"])
@@ -136,12 +146,7 @@ def main():
                         choices=["baseline", "eager", "compile", "graph"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32", choices=["32", "bf16"], help="32: float32; bf16: autocast")
-    parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--T", type=int, default=64)
-    parser.add_argument("--lstm", type=int, default=256)
-    parser.add_argument("--latent", type=int, default=100)
-    parser.add_argument("--read", type=int, default=2)
-    parser.add_argument("--write", type=int, default=5)
+    add_model_arguments(parser)
     parser.add_argument("--shape", type=int, nargs=3, default=[1, 28, 28], metavar=("C", "H", "W"))
     parser.add_argument("--steps", type=int, default=15, help="timed steps (the median is reported)")
     parser.add_argument("--warmup", type=int, default=3)

@@ -1,0 +1,67 @@
+"""How far each training path's loss and gradients are from a float64 evaluation of the textbook loop, at the
+paper's MNIST size: the textbook loop in float32, the step loop (eager), the hand-written backward with compiled
+kernels (``model.compile=default``) and bf16 autocast (the step loop).
+
+    python bench/gradient_accuracy.py                       # batch 100, T=64, LSTM 256, z 100, read 2, write 5
+    python bench/gradient_accuracy.py --attention none --T 16
+
+Prints, per path, the loss (nats per image) and its difference to float64, and the largest gradient error over
+all parameters relative to that parameter's largest float64 gradient. Same weights, data and noise everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from draw_exp.likelihoods import bernoulli_nll
+from draw_exp.model import DRAW
+from draw_exp.model.reference import reference_forward
+from train_step import add_model_arguments  # bench/ is on the path when this file runs as a script
+
+
+def loss_and_grads(model, forward, x, noise, autocast=False):
+    model.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        out = forward(model, x, noise)
+    logits, kl = out.canvas_logits.to(x.dtype), out.kl.to(x.dtype)  # autocast's bf16 results, back to x's dtype
+    loss = (bernoulli_nll(logits, x) + kl.sum(1)).mean()
+    loss.backward()
+    return loss.item(), {n: p.grad.detach().double().clone() for n, p in model.named_parameters()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--attention", default="gaussian", choices=["gaussian", "none"])
+    add_model_arguments(parser)
+    parser.add_argument("--seed", type=int, default=0)
+    a = parser.parse_args()
+
+    torch.manual_seed(a.seed)
+    model = DRAW((1, 28, 28), a.T, a.latent, a.lstm, a.attention, a.read, a.write)
+    x = torch.rand(a.batch, 1, 28, 28).bernoulli()
+    noise = torch.randn(a.T, a.batch, a.latent)
+
+    def step_loop(m, x, noise):
+        return m(x, noise=noise)
+
+    rows = {"textbook loop, float32": loss_and_grads(model, reference_forward, x, noise),
+            "step loop (model.compile=null)": loss_and_grads(model, step_loop, x, noise),
+            "step loop, bf16 autocast": loss_and_grads(model, step_loop, x, noise, autocast=True)}
+    model.compile_recurrence()
+    rows["hand-written backward (model.compile=default)"] = loss_and_grads(model, step_loop, x, noise)
+    model._kernels = None  # back to the step loop, for the float64 reference
+    model.double()
+    exact_loss, exact = loss_and_grads(model, reference_forward, x.double(), noise.double())
+
+    print(f"attention {a.attention}, batch {a.batch}, T {a.T}, LSTM {a.lstm}, z {a.latent}; "
+          f"float64 textbook loss {exact_loss:.6f} nats")
+    print(f"{'path':<48} {'loss':>12} {'loss - f64':>12} {'max grad err':>13}")
+    for name, (loss, grads) in rows.items():
+        error = max(((grads[n] - exact[n]).abs().max() / exact[n].abs().max()).item() for n in exact)
+        print(f"{name:<48} {loss:>12.6f} {loss - exact_loss:>+12.2e} {error:>13.2e}")
+
+
+if __name__ == "__main__":
+    main()
