@@ -95,3 +95,17 @@ def test_bf16_autocast_stays_close_to_float32(hand_written):
     flat32 = torch.cat([g.flatten() for g in grads32.values()])
     flat16 = torch.cat([g.flatten() for g in grads16.values()])
     assert torch.nn.functional.cosine_similarity(flat32, flat16, dim=0) > 0.99
+
+
+def test_hand_written_recurrence_without_gradients_gives_the_step_loops_bound_and_log_ratio():
+    """Evaluation (no_grad, log q − log p for importance weights) through the recurrence equals the step loop's."""
+    torch.manual_seed(4)
+    model = DRAW((1, 12, 12), T=4, latent_size=5, lstm_size=16, attention="gaussian", read_size=2, write_size=3)
+    x = torch.rand(7, 1, 12, 12).bernoulli()
+    noise = torch.randn(4, 7, 5)
+    with torch.no_grad():
+        expected = model(x, noise=noise, return_log_ratio=True)
+        model.use_hand_written_backward(compile=False)
+        out = model(x, noise=noise, return_log_ratio=True)
+    for name in ("canvas_logits", "kl", "log_ratio"):
+        torch.testing.assert_close(getattr(out, name), getattr(expected, name), rtol=1e-5, atol=1e-5)
