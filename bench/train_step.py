@@ -86,9 +86,8 @@ def run_mode(a) -> dict:
     torch.manual_seed(0)
     attention = {"type": a.attention, "read_size": a.read, "write_size": a.write} if a.attention == "gaussian" \
         else {"type": "none"}
-    module = DrawModule(tuple(a.shape), a.T, a.latent, a.lstm, attention).to(device)
-    if a.mode in ("compile", "graph"):
-        module.model.compile_recurrence(mode="reduce-overhead" if a.mode == "graph" else None)
+    compile = {"compile": "default", "graph": "reduce-overhead"}.get(a.mode)  # model.compile of each mode
+    module = DrawModule(tuple(a.shape), a.T, a.latent, a.lstm, attention, compile=compile).to(device)
     x = torch.rand(a.batch, *a.shape, device=device).bernoulli()
     optimiser = torch.optim.Adam(module.parameters(), lr=1e-3)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=a.precision == "bf16")

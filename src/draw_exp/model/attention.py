@@ -62,8 +62,7 @@ def filterbank_batch_last(center, delta, sigma2, grid_size: int, length: int) ->
     Normalised as a softmax is, by exp(e − max e) / Σ exp(e − max e), with the maximum in closed form (the
     pixel nearest the filter's centre) in place of a max-reduction: one pass fewer over the filters.
     """
-    i = torch.arange(1, grid_size + 1, dtype=center.dtype, device=center.device)[:, None]
-    mu = center + (i - grid_size / 2 - 0.5) * delta  # [N, B]
+    mu = grid_centres(center, delta, grid_size).t()  # [N, B]
     a = torch.arange(1, length + 1, dtype=center.dtype, device=center.device)[:, None, None]
     scale = -0.5 / sigma2
     # The shift cancels in the ratio, so it carries no gradient.

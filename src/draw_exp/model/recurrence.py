@@ -94,23 +94,22 @@ class RecurrenceKernels:
         """Through c_t = c_{t−1} + write(heads_t): the gradient to the heads (c_{t−1}'s is ``d_canvas`` itself)."""
         return torch.func.vjp(self.attention.write_batch_last, heads)[1](d_canvas)[0]
 
-    def _through_read(self, x, canvas, heads, d_enc_in, d_canvas, gates):
+    def _through_read(self, x, canvas, heads, d_read, d_canvas):
         """Through r_t = read(x, c_{t−1}, heads_{t−1}): the gradients to c_{t−1} (plus ``d_canvas``, what came from
-        later steps) and to the heads. ``d_enc_in`` is the encoder input's gradient, [r_t, h^enc] rows."""
-        d_read = d_enc_in[: d_enc_in.shape[0] - gates // 4]
+        later steps) and to the heads."""
         _, vjp = torch.func.vjp(lambda c, h: self.attention.read_batch_last(x, c, h), canvas, heads)
         d_canvas_read, d_heads = vjp(d_read)
         return d_canvas + d_canvas_read, d_heads
 
-    def _read_backward(self, x, canvas, heads, d_enc_in, d_canvas, d_enc_gates, d_dec_gates):
+    def _read_backward(self, x, canvas, heads, d_read, d_canvas, d_enc_gates, d_dec_gates):
         """Step 1's read: the gradients to c_0 and to all of proj_0 (its encoder and decoder rows' are given)."""
-        d_canvas, d_heads = self._through_read(x, canvas, heads, d_enc_in, d_canvas, d_enc_gates.shape[0])
+        d_canvas, d_heads = self._through_read(x, canvas, heads, d_read, d_canvas)
         return d_canvas, torch.cat([d_heads, d_enc_gates, d_dec_gates])
 
-    def _read_write_backward(self, x, canvas, heads, d_enc_in, d_canvas, d_enc_gates, d_dec_gates):
+    def _read_write_backward(self, x, canvas, heads, d_read, d_canvas, d_enc_gates, d_dec_gates):
         """As :meth:`_read_backward` for step t > 1, then through c_{t−1} = c_{t−2} + write(heads_{t−1}), which
         read the same heads: the gradients to c_{t−2} (the same as to c_{t−1}) and to proj_{t−1}."""
-        d_canvas, d_heads = self._through_read(x, canvas, heads, d_enc_in, d_canvas, d_enc_gates.shape[0])
+        d_canvas, d_heads = self._through_read(x, canvas, heads, d_read, d_canvas)
         d_heads = d_heads + self._write_backward(heads, d_canvas)
         return d_canvas, torch.cat([d_heads, d_enc_gates, d_dec_gates])
 
@@ -164,13 +163,13 @@ class Recurrence(torch.autograd.Function):
         saved["c_enc"].append(c_enc)
         saved["c_dec"].append(c_dec)
         ctx.kernels, ctx.saved, ctx.has_enc_const = kernels, saved, enc_const is not None
-        ctx.save_for_backward(x, noise, out_w, out_b, enc_w, post_w, dec_w)
+        ctx.save_for_backward(x, noise, out_w, out_b, enc_w, post_w, post_b, dec_w)
         mu, log_sigma = torch.stack(saved["post"]).chunk(2, dim=1)  # [T, Z, B] each
         return canvas, mu, log_sigma
 
     @staticmethod
     def backward(ctx, d_canvas, d_mu, d_log_sigma):
-        x, noise, out_w, out_b, enc_w, post_w, dec_w = ctx.saved_tensors
+        x, noise, out_w, out_b, enc_w, post_w, post_b, dec_w = ctx.saved_tensors
         kernels, s = ctx.kernels, ctx.saved
         ctx.saved = None
         steps, batch, lstm = noise.shape[0], x.shape[-1], out_w.shape[1]
@@ -179,10 +178,8 @@ class Recurrence(torch.autograd.Function):
         d_log_sigma = torch.zeros_like(noise) if d_log_sigma is None else d_log_sigma
         d_canvas = torch.zeros_like(x) if d_canvas is None else d_canvas.contiguous()
         d_out_w, d_out_b, d_enc_w = torch.zeros_like(out_w), torch.zeros_like(out_b), torch.zeros_like(enc_w)
-        d_post_w, d_post_b, d_dec_w = torch.zeros_like(post_w), torch.zeros_like(s["post"][0][:, :1]), \
-            torch.zeros_like(dec_w)
-        zeros = x.new_zeros(lstm, batch)
-        d_h_enc = d_c_enc = d_c_dec = zeros
+        d_post_w, d_post_b, d_dec_w = torch.zeros_like(post_w), torch.zeros_like(post_b), torch.zeros_like(dec_w)
+        d_h_enc = d_c_enc = d_c_dec = x.new_zeros(lstm, batch)
         d_enc_const = x.new_zeros(4 * lstm, batch) if ctx.has_enc_const else None
         # proj_T fed only the last write: its other rows get no gradient.
         d_proj = torch.cat([kernels.write_backward(s["proj"][-1][:heads], d_canvas), x.new_zeros(8 * lstm, batch)])
@@ -206,8 +203,8 @@ class Recurrence(torch.autograd.Function):
             d_h_enc = d_enc_in[reads:]
             # r_t read c_{t−1} and proj_{t−1}'s read head; for t > 0 c_{t−1} was written from proj_{t−1} too.
             backward = kernels.read_write_backward if t > 0 else kernels.read_backward
-            d_canvas, d_proj = backward(x, s["canvas"][t], s["proj"][t][:heads], d_enc_in, d_canvas, d_enc_gates,
-                                        d_gates)
+            d_canvas, d_proj = backward(x, s["canvas"][t], s["proj"][t][:heads], d_enc_in[:reads], d_canvas,
+                                        d_enc_gates, d_gates)
         d_out_w.addmm_(d_proj, s["h_dec"][0].t())
         d_out_b += d_proj.sum(1, keepdim=True)
         return (None, None, None, d_canvas, d_h_enc, d_c_enc, out_w.t() @ d_proj, d_c_dec, d_enc_const, d_out_w,
