@@ -109,3 +109,23 @@ def test_hand_written_recurrence_without_gradients_gives_the_step_loops_bound_an
         out = model(x, noise=noise, return_log_ratio=True)
     for name in ("canvas_logits", "kl", "log_ratio"):
         torch.testing.assert_close(getattr(out, name), getattr(expected, name), rtol=1e-5, atol=1e-5)
+
+
+def test_hand_written_backward_through_the_log_ratio_equals_the_step_loops():
+    """A loss on log q − log p (μ and log σ used beside the KL, as a training objective on importance weights
+    would) gets the step loop's gradients: the recurrence's backward adds the μ and log σ gradients to the KL's."""
+    torch.manual_seed(5)
+    model = DRAW((1, 12, 12), T=4, latent_size=5, lstm_size=16, attention="gaussian", read_size=2, write_size=3)
+    x = torch.rand(7, 1, 12, 12).bernoulli()
+    noise = torch.randn(4, 7, 5)
+
+    def loss_and_grads_with_log_ratio():
+        model.zero_grad()
+        out = model(x, noise=noise, return_log_ratio=True)
+        loss = (bernoulli_nll(out.canvas_logits, x) + out.kl.sum(1) + 0.3 * out.log_ratio.square().sum(1)).mean()
+        loss.backward()
+        return loss.detach(), {n: p.grad.detach().clone() for n, p in model.named_parameters()}
+
+    expected = loss_and_grads_with_log_ratio()
+    model.use_hand_written_backward(compile=False)
+    assert_same(loss_and_grads_with_log_ratio(), expected, rtol=1e-5)

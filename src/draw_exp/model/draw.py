@@ -111,19 +111,22 @@ class DRAW(nn.Module):
         # Under autocast the step loop runs: autograd then casts each product's operands.
         if return_steps or self._kernels is None or torch.is_autocast_enabled(x.device.type):
             out, mu, log_sigma = self._step_loop(x, noise, return_steps)
+            out.kl = gaussian_kl(mu, log_sigma).t()
+            latent_dim = 2  # μ, log σ, noise: [T, B, Z]
         else:
-            canvas, mu, log_sigma = self._recurrence(x, noise)
-            out = DrawOutput(canvas_logits=canvas, kl=None)
-        out.kl = gaussian_kl(mu, log_sigma).t()
+            noise = noise.transpose(1, 2).contiguous()
+            canvas, kl, mu, log_sigma = self._recurrence(x, noise)
+            out = DrawOutput(canvas_logits=canvas, kl=kl.t())
+            latent_dim = 1  # [T, Z, B]: the log-ratio's sum runs over contiguous memory
         if return_log_ratio:
             z = mu + torch.exp(log_sigma) * noise
             # log N(z; μ, σ) − log N(z; 0, 1) = Σ ½z² − ½ε² − log σ (the 2π terms cancel)
-            out.log_ratio = (0.5 * z.square() - 0.5 * noise.square() - log_sigma).sum(-1).t()
+            out.log_ratio = (0.5 * z.square() - 0.5 * noise.square() - log_sigma).sum(latent_dim).t()
         return out
 
     def _recurrence(self, x: torch.Tensor, noise: torch.Tensor):
-        """The T steps as one autograd node, batch-last inside: returns c_T ``[B, C, H, W]``, μ and log σ
-        ``[T, B, Z]``."""
+        """The T steps as one autograd node, batch-last inside; ``noise`` is ``[T, Z, B]``. Returns c_T
+        ``[B, C, H, W]``, the KL of each step ``[T, B]``, μ and log σ ``[T, Z, B]``."""
         batch = x.shape[0]
         weights = self._fused_weights(x)
         enc_const = weights.get("enc_const")
@@ -131,13 +134,13 @@ class DRAW(nn.Module):
         def batch_last(param):  # a learned initial state, one copy per image: [..., B]
             return param[..., None].expand(*param.shape, batch).contiguous()
 
-        canvas, mu, log_sigma = Recurrence.apply(
-            self._kernels, x.permute(1, 2, 3, 0).contiguous(), noise.transpose(1, 2).contiguous(),
+        canvas, kl, mu, log_sigma = Recurrence.apply(
+            self._kernels, x.permute(1, 2, 3, 0).contiguous(), noise,
             batch_last(self.canvas0), batch_last(self.h_enc0), batch_last(self.c_enc0), batch_last(self.h_dec0),
             batch_last(self.c_dec0), None if enc_const is None else enc_const.t().contiguous(),
             weights["out_w"], weights["out_b"][:, None], weights["enc_w"], self.posterior.weight,
             self.posterior.bias[:, None], self.decoder.weight_ih)
-        return canvas.permute(3, 0, 1, 2), mu.transpose(1, 2), log_sigma.transpose(1, 2)
+        return canvas.permute(3, 0, 1, 2), kl, mu, log_sigma
 
     def _step_loop(self, x: torch.Tensor, noise: torch.Tensor, return_steps: bool):
         """The recurrence under autograd, one (optionally compiled) :meth:`_step` at a time: h^dec_t is projected

@@ -4,8 +4,9 @@ Autograd records some forty nodes per step of DRAW and runs each one by one in t
 bookkeeping, the per-step gradient accumulations and the small filterbank products cost as much as half of the
 matrix products. Here the whole recurrence is one autograd node: the forward loop runs without a graph and keeps
 what the backward needs, and the backward loop runs the chain rule step by step in reverse. Its matrix products
-are explicit (weight gradients accumulate inside the product, ``addmm_``), and everything between them is a few
-element-wise kernels per step (``RecurrenceKernels``), compiled by torch.compile when asked. The attention's
+are explicit (weight gradients accumulate inside the product, ``addmm_``); a forward step is one function with its
+products, and the backward step's element-wise parts are four kernels (``RecurrenceKernels``), all compiled by
+torch.compile when asked. The attention's
 own backward (filterbanks, glimpse, scatter) is taken with ``torch.func.vjp`` of its forward, so a new attention
 type needs only its forward.
 
@@ -38,16 +39,21 @@ def lstm_backward(acts: torch.Tensor, cell: torch.Tensor, new_cell: torch.Tensor
     return d_gates, d_cell * f
 
 
-def sample_latent(post: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """z = μ + σ·ε from the posterior's outputs ``[2Z, B]`` (μ, log σ)."""
+def sample_latent(post: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """z = μ + σ·ε from the posterior's outputs ``[2Z, B]`` (μ, log σ), and KL(N(μ, σ²) ‖ N(0, 1)) ``[B]``
+    (as ``draw_exp.model.draw.gaussian_kl``; here it costs no pass of its own over the T·Z·B values)."""
     mu, log_sigma = post.chunk(2)
-    return mu + torch.exp(log_sigma) * eps
+    sigma = torch.exp(log_sigma)
+    kl = 0.5 * (mu.square() + sigma.square() - 1 - 2 * log_sigma).sum(0)
+    return mu + sigma * eps, kl
 
 
-def sample_latent_backward(post, eps, d_z, d_mu, d_log_sigma):
-    """Gradient to the posterior's outputs: from z, plus the gradients of μ and log σ themselves (from the KL)."""
-    log_sigma = post.chunk(2)[1]
-    return torch.cat([d_mu + d_z, d_log_sigma + d_z * torch.exp(log_sigma) * eps])
+def sample_latent_backward(post, eps, d_z, d_mu, d_log_sigma, d_kl):
+    """Gradient to the posterior's outputs: from z, from the KL (``d_kl`` ``[B]``), and from μ and log σ
+    themselves (when the caller used them, e.g. for a log-ratio)."""
+    mu, log_sigma = post.chunk(2)
+    sigma = torch.exp(log_sigma)
+    return torch.cat([d_mu + d_z + d_kl * mu, d_log_sigma + d_z * sigma * eps + d_kl * (sigma.square() - 1)])
 
 
 # Inductor's CPU code generation for these kernels (ignored by its GPU back end). Measured on the paper's MNIST
@@ -59,7 +65,8 @@ COMPILE_OPTIONS = {"cpp.enable_unsafe_math_opt_flag": True, "cpp.use_decompose_t
 
 
 class RecurrenceKernels:
-    """The element-wise pieces of one step, forward and backward, eager or compiled (``torch.compile``).
+    """One step forward (:meth:`_step`), and the element-wise pieces of one step backward, eager or compiled
+    (``torch.compile``).
 
     Tensors are batch-last (``[features, B]``, images ``[C, H, W, B]``). ``attention`` supplies
     ``read_batch_last(x, canvas, heads)`` and ``write_batch_last(heads)``; their backward is the
@@ -70,13 +77,35 @@ class RecurrenceKernels:
     def __init__(self, attention: nn.Module, compile: bool = False):
         self.attention = attention
         kernels = {
-            "lstm_forward": lstm_forward, "lstm_backward": lstm_backward, "sample_latent": sample_latent,
-            "sample_latent_backward": sample_latent_backward, "read": self._read, "write": self._write,
-            "write_read": self._write_read, "write_backward": self._write_backward,
+            "step": self._step, "lstm_backward": lstm_backward, "sample_latent_backward": sample_latent_backward,
+            "read": self._read, "write": self._write, "write_backward": self._write_backward,
             "read_backward": self._read_backward, "read_write_backward": self._read_write_backward,
         }
         for name, fn in kernels.items():
             setattr(self, name, torch.compile(fn, dynamic=False, options=COMPILE_OPTIONS) if compile else fn)
+
+    def _step(self, x, canvas, enc_in, proj, c_enc, c_dec, eps, enc_const, out_w, out_b, enc_w, post_w, post_b,
+              dec_w, last: bool):
+        """One step forward, its matrix products included (one compiled call a step costs less than a call per
+        element-wise piece): from c_{t−1}, the encoder input [r_t, h^enc_{t−1}] and proj_{t−1} (h^dec_{t−1}'s
+        projection), to c_t, the next encoder input and proj_t, and what the backward keeps. At the ``last`` step
+        h^dec_T feeds only the write, so only the heads' rows are projected and nothing is read."""
+        heads, lstm = proj.shape[0] - 8 * c_enc.shape[0], c_enc.shape[0]
+        gates = torch.addmm(proj[heads:heads + 4 * lstm], enc_w, enc_in)
+        if enc_const is not None:
+            gates = gates + enc_const
+        h_enc, new_c_enc, enc_acts = lstm_forward(gates, c_enc)
+        post = torch.addmm(post_b, post_w, h_enc)
+        z, kl = sample_latent(post, eps)
+        h_dec, new_c_dec, dec_acts = lstm_forward(torch.addmm(proj[heads + 4 * lstm:], dec_w, z), c_dec)
+        if last:
+            new_proj = torch.addmm(out_b[:heads], out_w[:heads], h_dec)
+            canvas, next_enc_in = self._write(canvas, new_proj), None
+        else:
+            new_proj = torch.addmm(out_b, out_w, h_dec)
+            canvas, next_enc_in = self._write_read(x, canvas, new_proj[:heads], h_enc)
+        return (canvas, next_enc_in, new_proj, h_enc, new_c_enc, enc_acts, post, z, kl, h_dec, new_c_dec,
+                dec_acts)
 
     def _read(self, x, canvas, heads, h_enc):
         """The encoder's input [r_t, h^enc_{t−1}] ``[R + L, B]``, r_t read from c_{t−1} with heads_{t−1}."""
@@ -123,7 +152,8 @@ class Recurrence(torch.autograd.Function):
     enc_w ``[4L, R + L]``: [r_t, h^enc_{t−1}] → encoder gates; post_w ``[2Z, L]``, post_b ``[2Z, 1]``;
     dec_w ``[4L, Z]``.
 
-    Returns the final canvas (logits, ``[C, H, W, B]``) and every step's posterior μ and log σ ``[T, Z, B]``.
+    Returns the final canvas (logits, ``[C, H, W, B]``), every step's KL to the prior ``[T, B]`` and posterior
+    μ and log σ ``[T, Z, B]``.
     """
 
     @staticmethod
@@ -131,44 +161,34 @@ class Recurrence(torch.autograd.Function):
                 post_w, post_b, dec_w):
         steps, lstm = noise.shape[0], h_enc0.shape[0]
         heads = out_w.shape[0] - 8 * lstm
-        enc, dec = slice(heads, heads + 4 * lstm), slice(heads + 4 * lstm, None)
         # Inside autograd.Function.forward no graph is recorded; detached inputs also keep the compiled kernels
         # from specialising on requires_grad at the first step.
         canvas, h_enc, c_enc, c_dec, h_dec0 = (t.detach() for t in (canvas0, h_enc0, c_enc0, c_dec0, h_dec0))
         proj = torch.addmm(out_b, out_w, h_dec0)
-        saved = {k: [] for k in ("canvas", "proj", "enc_in", "c_enc", "enc_acts", "h_enc", "post", "z", "c_dec",
-                                 "dec_acts", "h_dec")}
+        saved = {k: [] for k in ("canvas", "proj", "enc_in", "c_enc", "enc_acts", "h_enc", "post", "z", "kl",
+                                 "c_dec", "dec_acts", "h_dec")}
         saved["h_dec"].append(h_dec0)
-        enc_in = kernels.read(x, canvas, proj[:heads], h_enc)
-        for t in range(steps):
-            gates = torch.addmm(proj[enc], enc_w, enc_in)
-            if enc_const is not None:
-                gates += enc_const
-            saved["c_enc"].append(c_enc)
-            h_enc, c_enc, enc_acts = kernels.lstm_forward(gates, c_enc)
-            post = torch.addmm(post_b, post_w, h_enc)
-            z = kernels.sample_latent(post, noise[t])
-            saved["c_dec"].append(c_dec)
-            h_dec, c_dec, dec_acts = kernels.lstm_forward(torch.addmm(proj[dec], dec_w, z), c_dec)
-            for name, value in (("canvas", canvas), ("proj", proj), ("enc_in", enc_in), ("enc_acts", enc_acts),
-                                ("h_enc", h_enc), ("post", post), ("z", z), ("dec_acts", dec_acts),
-                                ("h_dec", h_dec)):
-                saved[name].append(value)
-            proj = torch.addmm(out_b, out_w, h_dec)
-            if t < steps - 1:
-                canvas, enc_in = kernels.write_read(x, canvas, proj[:heads], h_enc)
-            else:
-                canvas = kernels.write(canvas, proj[:heads])
-        saved["proj"].append(proj)
         saved["c_enc"].append(c_enc)
         saved["c_dec"].append(c_dec)
+        enc_in = kernels.read(x, canvas, proj[:heads], h_enc)
+        for t in range(steps):
+            saved["canvas"].append(canvas)
+            saved["proj"].append(proj)
+            saved["enc_in"].append(enc_in)
+            canvas, enc_in, proj, *kept = kernels.step(x, canvas, enc_in, proj, saved["c_enc"][-1],
+                                                       saved["c_dec"][-1], noise[t], enc_const, out_w, out_b,
+                                                       enc_w, post_w, post_b, dec_w, last=t == steps - 1)
+            for name, value in zip(("h_enc", "c_enc", "enc_acts", "post", "z", "kl", "h_dec", "c_dec", "dec_acts"),
+                                   kept):
+                saved[name].append(value)
+        saved["proj"].append(proj)  # proj_T: the heads' rows alone
         ctx.kernels, ctx.saved, ctx.has_enc_const = kernels, saved, enc_const is not None
         ctx.save_for_backward(x, noise, out_w, out_b, enc_w, post_w, post_b, dec_w)
         mu, log_sigma = torch.stack(saved["post"]).chunk(2, dim=1)  # [T, Z, B] each
-        return canvas, mu, log_sigma
+        return canvas, torch.stack(saved["kl"]), mu, log_sigma
 
     @staticmethod
-    def backward(ctx, d_canvas, d_mu, d_log_sigma):
+    def backward(ctx, d_canvas, d_kl, d_mu, d_log_sigma):
         x, noise, out_w, out_b, enc_w, post_w, post_b, dec_w = ctx.saved_tensors
         kernels, s = ctx.kernels, ctx.saved
         ctx.saved = None
@@ -176,22 +196,25 @@ class Recurrence(torch.autograd.Function):
         heads, reads = out_w.shape[0] - 8 * lstm, enc_w.shape[1] - lstm
         d_mu = torch.zeros_like(noise) if d_mu is None else d_mu
         d_log_sigma = torch.zeros_like(noise) if d_log_sigma is None else d_log_sigma
+        d_kl = x.new_zeros(steps, batch) if d_kl is None else d_kl
         d_canvas = torch.zeros_like(x) if d_canvas is None else d_canvas.contiguous()
         d_out_w, d_out_b, d_enc_w = torch.zeros_like(out_w), torch.zeros_like(out_b), torch.zeros_like(enc_w)
         d_post_w, d_post_b, d_dec_w = torch.zeros_like(post_w), torch.zeros_like(post_b), torch.zeros_like(dec_w)
         d_h_enc = d_c_enc = d_c_dec = x.new_zeros(lstm, batch)
         d_enc_const = x.new_zeros(4 * lstm, batch) if ctx.has_enc_const else None
-        # proj_T fed only the last write: its other rows get no gradient.
-        d_proj = torch.cat([kernels.write_backward(s["proj"][-1][:heads], d_canvas), x.new_zeros(8 * lstm, batch)])
+        d_proj = kernels.write_backward(s["proj"][-1], d_canvas)  # proj_T: the heads' rows alone
         for t in reversed(range(steps)):
-            # Step t+1 in the paper's numbering, in reverse. proj_{t+1} = out(h^dec_{t+1}):
-            d_out_w.addmm_(d_proj, s["h_dec"][t + 1].t())
-            d_out_b += d_proj.sum(1, keepdim=True)
-            d_gates, d_c_dec = kernels.lstm_backward(s["dec_acts"][t], s["c_dec"][t], s["c_dec"][t + 1],
-                                                     out_w.t() @ d_proj, d_c_dec)
+            # Step t+1 in the paper's numbering, in reverse. proj_{t+1} = out(h^dec_{t+1}), its first ``rows``:
+            rows = d_proj.shape[0]
+            d_out_w[:rows].addmm_(d_proj, s["h_dec"][t + 1].t())
+            d_out_b[:rows] += d_proj.sum(1, keepdim=True)
+            # d_projᵀ·out_w, transposed back: MKL runs this product ~10% faster than out_wᵀ·d_proj at these shapes.
+            d_h_dec = (d_proj.t() @ out_w[:rows]).t().contiguous()
+            d_gates, d_c_dec = kernels.lstm_backward(s["dec_acts"][t], s["c_dec"][t], s["c_dec"][t + 1], d_h_dec,
+                                                     d_c_dec)
             d_dec_w.addmm_(d_gates, s["z"][t].t())
             d_post = kernels.sample_latent_backward(s["post"][t], noise[t], dec_w.t() @ d_gates, d_mu[t],
-                                                    d_log_sigma[t])
+                                                    d_log_sigma[t], d_kl[t])
             d_post_w.addmm_(d_post, s["h_enc"][t].t())
             d_post_b += d_post.sum(1, keepdim=True)
             d_enc_gates, d_c_enc = kernels.lstm_backward(s["enc_acts"][t], s["c_enc"][t], s["c_enc"][t + 1],
