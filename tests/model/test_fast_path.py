@@ -129,3 +129,39 @@ def test_hand_written_backward_through_the_log_ratio_equals_the_step_loops():
     expected = loss_and_grads_with_log_ratio()
     model.use_hand_written_backward(compile=False)
     assert_same(loss_and_grads_with_log_ratio(), expected, rtol=1e-5)
+
+
+def replays_into_static_outputs(step):
+    """``step`` as a CUDA graph replays it when no gradient is recorded (model.compile=reduce-overhead): every
+    call writes its outputs into the same buffers, overwriting the previous call's."""
+    buffers = None
+
+    def replay(*args):
+        nonlocal buffers
+        values, spec = torch.utils._pytree.tree_flatten(step(*args))
+        if buffers is None:
+            buffers = [v.clone() if isinstance(v, torch.Tensor) else v for v in values]
+        for buffer, value in zip(buffers, values):
+            if isinstance(value, torch.Tensor):
+                buffer.copy_(value)
+        return torch.utils._pytree.tree_unflatten(buffers, spec)
+
+    return replay
+
+
+def test_step_loop_without_gradients_keeps_each_steps_outputs_when_the_next_step_overwrites_them():
+    """Evaluation and pictures through CUDA-graph steps, emulated on the CPU: the bound, log-ratio, canvases
+    and attention of every step equal those of plain calls."""
+    torch.manual_seed(6)
+    model = DRAW((1, 12, 12), T=4, latent_size=5, lstm_size=16, attention="gaussian", read_size=2, write_size=3)
+    x = torch.rand(7, 1, 12, 12).bernoulli()
+    noise = torch.randn(4, 7, 5)
+    with torch.no_grad():
+        expected = model(x, noise=noise, return_log_ratio=True, return_steps=True)
+        model._step = replays_into_static_outputs(model._step)
+        out = model(x, noise=noise, return_log_ratio=True, return_steps=True)
+    for name in ("canvas_logits", "kl", "log_ratio", "canvases"):
+        torch.testing.assert_close(getattr(out, name), getattr(expected, name), rtol=0, atol=0)
+    for name in ("read_params", "write_params"):
+        for got, want in zip(getattr(out, name), getattr(expected, name)):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)

@@ -151,18 +151,23 @@ class DRAW(nn.Module):
         canvas, (h_enc, c_enc), (h_dec, c_dec) = self._initial(batch)
         proj = F.linear(h_dec, weights["out_w"], weights["out_b"])
         filters = self.attention.read_filters(proj[:, : self.attention.head_features])
+        # Compiled with CUDA graphs (model.compile=reduce-overhead), each call of _step without gradients starts a
+        # new graph generation whose replay overwrites the previous call's outputs; with gradients, the pending
+        # backward keeps all T calls in one generation. So what is kept across steps is copied when no gradient
+        # is recorded (evaluation, pictures): a few [B, Z] copies a step.
+        keep = torch.clone if not torch.is_grad_enabled() else (lambda t: t)
         mus, log_sigmas, canvases, read_steps, write_steps = [], [], [], [], []
         for t in range(steps):
             if return_steps:
-                read_steps.append(filters[2] if filters is not None else None)
+                read_steps.append(AttentionParams(*map(keep, filters[2])) if filters is not None else None)
             canvas, h_enc, c_enc, h_dec, c_dec, proj, filters, mu, log_sigma, write_params = self._step(
                 x, canvas, h_enc, c_enc, h_dec, c_dec, proj, filters, noise[t], weights)
-            mus.append(mu)
-            log_sigmas.append(log_sigma)
+            mus.append(keep(mu))
+            log_sigmas.append(keep(log_sigma))
             if return_steps:
-                canvases.append(canvas)
-                write_steps.append(write_params)
-        out = DrawOutput(canvas_logits=canvas, kl=None)
+                canvases.append(keep(canvas))
+                write_steps.append(AttentionParams(*map(keep, write_params)) if write_params is not None else None)
+        out = DrawOutput(canvas_logits=keep(canvas), kl=None)
         if return_steps:
             out.canvases = torch.stack(canvases)
             if write_steps[0] is not None:
