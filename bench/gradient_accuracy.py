@@ -4,6 +4,7 @@ kernels (``model.compile=default``) and bf16 autocast (the step loop).
 
     python bench/gradient_accuracy.py                       # batch 100, T=64, LSTM 256, z 100, read 2, write 5
     python bench/gradient_accuracy.py --attention none --T 16
+    python bench/gradient_accuracy.py --device cuda          # bf16 autocast on the GPU's tensor cores
 
 Prints, per path, the loss (nats per image) and its difference to float64, and the largest gradient error over
 all parameters relative to that parameter's largest float64 gradient. Same weights, data and noise everywhere.
@@ -23,7 +24,7 @@ from train_step import add_model_arguments  # bench/ is on the path when this fi
 
 def loss_and_grads(model, forward, x, noise, autocast=False):
     model.zero_grad(set_to_none=True)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
         out = forward(model, x, noise)
     logits, kl = out.canvas_logits.to(x.dtype), out.kl.to(x.dtype)  # autocast's bf16 results, back to x's dtype
     loss = (bernoulli_nll(logits, x) + kl.sum(1)).mean()
@@ -36,12 +37,13 @@ def main():
     parser.add_argument("--attention", default="gaussian", choices=["gaussian", "none"])
     add_model_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
     a = parser.parse_args()
 
     torch.manual_seed(a.seed)
-    model = DRAW((1, 28, 28), a.T, a.latent, a.lstm, a.attention, a.read, a.write)
-    x = torch.rand(a.batch, 1, 28, 28).bernoulli()
-    noise = torch.randn(a.T, a.batch, a.latent)
+    model = DRAW((1, 28, 28), a.T, a.latent, a.lstm, a.attention, a.read, a.write).to(a.device)
+    x = torch.rand(a.batch, 1, 28, 28, device=a.device).bernoulli()
+    noise = torch.randn(a.T, a.batch, a.latent, device=a.device)
 
     def step_loop(m, x, noise):
         return m(x, noise=noise)
@@ -55,7 +57,7 @@ def main():
     model.double()
     exact_loss, exact = loss_and_grads(model, reference_forward, x.double(), noise.double())
 
-    print(f"attention {a.attention}, batch {a.batch}, T {a.T}, LSTM {a.lstm}, z {a.latent}; "
+    print(f"device {a.device}, attention {a.attention}, batch {a.batch}, T {a.T}, LSTM {a.lstm}, z {a.latent}; "
           f"float64 textbook loss {exact_loss:.6f} nats")
     print(f"{'path':<48} {'loss':>12} {'loss - f64':>12} {'max grad err':>13}")
     for name, (loss, grads) in rows.items():

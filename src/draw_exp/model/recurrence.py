@@ -78,7 +78,7 @@ class RecurrenceKernels:
         self.attention = attention
         kernels = {
             "step": self._step, "lstm_backward": lstm_backward, "sample_latent_backward": sample_latent_backward,
-            "read": self._read, "write": self._write, "write_backward": self._write_backward,
+            "read": self._read, "write_backward": self._write_backward,
             "read_backward": self._read_backward, "read_write_backward": self._read_write_backward,
         }
         for name, fn in kernels.items():
@@ -165,8 +165,9 @@ class Recurrence(torch.autograd.Function):
         # from specialising on requires_grad at the first step.
         canvas, h_enc, c_enc, c_dec, h_dec0 = (t.detach() for t in (canvas0, h_enc0, c_enc0, c_dec0, h_dec0))
         proj = torch.addmm(out_b, out_w, h_dec0)
-        saved = {k: [] for k in ("canvas", "proj", "enc_in", "c_enc", "enc_acts", "h_enc", "post", "z", "kl",
-                                 "c_dec", "dec_acts", "h_dec")}
+        saved = {k: [] for k in ("canvas", "proj", "enc_in", "c_enc", "enc_acts", "h_enc", "post", "z", "c_dec",
+                                 "dec_acts", "h_dec")}
+        kls = []
         saved["h_dec"].append(h_dec0)
         saved["c_enc"].append(c_enc)
         saved["c_dec"].append(c_dec)
@@ -175,17 +176,18 @@ class Recurrence(torch.autograd.Function):
             saved["canvas"].append(canvas)
             saved["proj"].append(proj)
             saved["enc_in"].append(enc_in)
-            canvas, enc_in, proj, *kept = kernels.step(x, canvas, enc_in, proj, saved["c_enc"][-1],
-                                                       saved["c_dec"][-1], noise[t], enc_const, out_w, out_b,
-                                                       enc_w, post_w, post_b, dec_w, last=t == steps - 1)
-            for name, value in zip(("h_enc", "c_enc", "enc_acts", "post", "z", "kl", "h_dec", "c_dec", "dec_acts"),
-                                   kept):
+            canvas, enc_in, proj, h_enc, c_enc, enc_acts, post, z, kl, h_dec, c_dec, dec_acts = kernels.step(
+                x, canvas, enc_in, proj, c_enc, c_dec, noise[t], enc_const, out_w, out_b, enc_w, post_w, post_b, dec_w,
+                last=t == steps - 1)
+            for name, value in (("h_enc", h_enc), ("c_enc", c_enc), ("enc_acts", enc_acts), ("post", post),
+                                ("z", z), ("h_dec", h_dec), ("c_dec", c_dec), ("dec_acts", dec_acts)):
                 saved[name].append(value)
+            kls.append(kl)
         saved["proj"].append(proj)  # proj_T: the heads' rows alone
         ctx.kernels, ctx.saved, ctx.has_enc_const = kernels, saved, enc_const is not None
         ctx.save_for_backward(x, noise, out_w, out_b, enc_w, post_w, post_b, dec_w)
         mu, log_sigma = torch.stack(saved["post"]).chunk(2, dim=1)  # [T, Z, B] each
-        return canvas, torch.stack(saved["kl"]), mu, log_sigma
+        return canvas, torch.stack(kls), mu, log_sigma
 
     @staticmethod
     def backward(ctx, d_canvas, d_kl, d_mu, d_log_sigma):
@@ -208,7 +210,8 @@ class Recurrence(torch.autograd.Function):
             rows = d_proj.shape[0]
             d_out_w[:rows].addmm_(d_proj, s["h_dec"][t + 1].t())
             d_out_b[:rows] += d_proj.sum(1, keepdim=True)
-            # d_projᵀ·out_w, transposed back: MKL runs this product ~10% faster than out_wᵀ·d_proj at these shapes.
+            # d_projᵀ·out_w, transposed back: MKL runs this product ~10% faster than out_wᵀ·d_proj at these shapes;
+            # made contiguous like the encoder's d_h, so that one compiled lstm_backward serves both.
             d_h_dec = (d_proj.t() @ out_w[:rows]).t().contiguous()
             d_gates, d_c_dec = kernels.lstm_backward(s["dec_acts"][t], s["c_dec"][t], s["c_dec"][t + 1], d_h_dec,
                                                      d_c_dec)
