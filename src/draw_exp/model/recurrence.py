@@ -6,9 +6,8 @@ matrix products. Here the whole recurrence is one autograd node: the forward loo
 what the backward needs, and the backward loop runs the chain rule step by step in reverse. Its matrix products
 are explicit (weight gradients accumulate inside the product, ``addmm_``); a forward step is one function with its
 products, and the backward step's element-wise parts are four kernels (``RecurrenceKernels``), all compiled by
-torch.compile when asked. The attention's
-own backward (filterbanks, glimpse, scatter) is taken with ``torch.func.vjp`` of its forward, so a new attention
-type needs only its forward.
+torch.compile when asked. The attention's own backward (filterbanks, glimpse, scatter) is taken with
+``torch.func.vjp`` of its forward, so a new attention type needs only its forward.
 
 The function computed is the textbook loop's (``draw_exp.model.reference``), tested for loss and every gradient.
 """
