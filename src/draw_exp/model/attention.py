@@ -169,7 +169,8 @@ class GaussianAttention(nn.Module):
         params = self.attention_params(self.write_head(h_dec), self.write_size)
         fx, fy = self.filterbanks(params, self.write_size)
         patch = self.write_patch(h_dec).view(-1, self.image_shape[0], self.write_size, self.write_size)
-        return scatter(patch, fx, fy) / params.gamma[:, None, None, None], params
+        # 1/γ̂ on the N×N patch, not the H×W image (the same product; see write_batch_last)
+        return scatter(patch / params.gamma[:, None, None, None], fx, fy), params
 
     # --- the fused interface used by DRAW.forward ---
     # The read at step t+1 and the write at step t both read h^dec_t, so one matrix product gives both heads and
@@ -198,8 +199,8 @@ class GaussianAttention(nn.Module):
         n_w, n_r = self.write_size, self.read_size
         fx = paired_filterbanks(write.gx, read.gx, write, read, n_w, n_r, width)
         fy = paired_filterbanks(write.gy, read.gy, write, read, n_w, n_r, height)
-        patch = head_out[:, 10:].view(-1, self.image_shape[0], n_w, n_w)
-        update = scatter(patch, fx[:, :n_w], fy[:, :n_w]) / write.gamma[:, None, None, None]
+        patch = head_out[:, 10:].view(-1, self.image_shape[0], n_w, n_w) / write.gamma[:, None, None, None]
+        update = scatter(patch, fx[:, :n_w], fy[:, :n_w])
         return update, (fx[:, n_w:], fy[:, n_w:], read), write
 
     # --- the batch-last interface of draw_exp.model.recurrence ---
@@ -224,9 +225,11 @@ class GaussianAttention(nn.Module):
     def write_batch_last(self, heads):
         """write(h^dec_t) ``[C, H, W, B]`` from the heads."""
         fx, fy, params = self.filterbanks_batch_last(heads[5:10], self.write_size)
-        patch = heads[10:].view(self.image_shape[0], self.write_size, self.write_size, -1)  # [C, N, N, B]
+        # (1/γ̂)·F̂_Yᵀ w F̂_X with the 1/γ̂ applied to the N×N patch rather than the H×W image: the same product,
+        # and γ̂'s gradient then needs no pass over the image.
+        patch = heads[10:].view(self.image_shape[0], self.write_size, self.write_size, -1) / params.gamma
         cols = (patch[:, :, :, None] * fx).sum(2)  # Σ_q patch[p, q] F_X[q, w]: [C, N, W, B]
-        return (fy[:, :, None] * cols[:, :, None]).sum(1) / params.gamma  # Σ_p F_Y[p, h] cols[p, w]
+        return (fy[:, :, None] * cols[:, :, None]).sum(1)  # Σ_p F_Y[p, h] cols[p, w]
 
 
 def paired_filterbanks(center_a, center_b, a: AttentionParams, b: AttentionParams, n_a: int, n_b: int, length: int):
