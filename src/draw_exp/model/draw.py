@@ -10,6 +10,7 @@ from torch import nn
 
 from draw_exp.errors import check_choice, check_int_range
 from draw_exp.model.attention import AttentionParams, GaussianAttention, NoAttention
+from draw_exp.model.latent import gaussian_kl
 from draw_exp.model.recurrence import Recurrence, RecurrenceKernels
 
 ATTENTION_TYPES = ("none", "gaussian")
@@ -32,11 +33,6 @@ def lstm_cell(gates: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, to
     i, f, g, o = gates.chunk(4, dim=1)
     cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(cell), cell
-
-
-def gaussian_kl(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
-    """KL(N(μ, σ²) ‖ N(0, 1)) summed over the last dimension: ½ Σ (μ² + σ² − 1 − 2 log σ)."""
-    return 0.5 * (mu.square() + torch.exp(2 * log_sigma) - 1 - 2 * log_sigma).sum(-1)
 
 
 @dataclass

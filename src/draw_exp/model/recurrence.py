@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from draw_exp.model.latent import gaussian_kl
+
 
 def lstm_forward(gates: torch.Tensor, cell: torch.Tensor):
     """LSTM cell from summed gate pre-activations ``[4L, B]`` (nn.LSTMCell's i, f, g, o order) and the previous
@@ -40,11 +42,9 @@ def lstm_backward(acts: torch.Tensor, cell: torch.Tensor, new_cell: torch.Tensor
 
 def sample_latent(post: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """z = μ + σ·ε from the posterior's outputs ``[2Z, B]`` (μ, log σ), and KL(N(μ, σ²) ‖ N(0, 1)) ``[B]``
-    (as ``draw_exp.model.draw.gaussian_kl``; here it costs no pass of its own over the T·Z·B values)."""
+    (computed here, inside the step's kernel, it costs no pass of its own over the T·Z·B values)."""
     mu, log_sigma = post.chunk(2)
-    sigma = torch.exp(log_sigma)
-    kl = 0.5 * (mu.square() + sigma.square() - 1 - 2 * log_sigma).sum(0)
-    return mu + sigma * eps, kl
+    return mu + torch.exp(log_sigma) * eps, gaussian_kl(mu, log_sigma, dim=0)
 
 
 def sample_latent_backward(post, eps, d_z, d_mu, d_log_sigma, d_kl):

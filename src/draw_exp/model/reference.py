@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 
 from draw_exp.model.attention import GaussianAttention, glimpse, scatter
-from draw_exp.model.draw import DRAW, DrawOutput, gaussian_kl
+from draw_exp.model.draw import DRAW, DrawOutput
+from draw_exp.model.latent import gaussian_kl
 
 
 def reference_read(attention, x, x_err, h_dec):
