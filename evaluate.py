@@ -1,9 +1,12 @@
-"""Likelihood bounds of a checkpoint: `python evaluate.py ckpt_path=... [data=...] [iw_samples=[100,5000]]`."""
+"""Likelihood bounds of a checkpoint: `python evaluate.py ckpt_path=... [iw_samples=[100,5000]]`."""
 
 import hydra
 from omegaconf import DictConfig
 
+from draw_exp.run_folder import register_resolvers
 from draw_exp.scripts import run_evaluate
+
+register_resolvers()  # ${unique_folder:...} in hydra.run.dir
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")

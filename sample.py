@@ -3,7 +3,10 @@
 import hydra
 from omegaconf import DictConfig
 
+from draw_exp.run_folder import register_resolvers
 from draw_exp.scripts import run_sample
+
+register_resolvers()  # ${unique_folder:...} in hydra.run.dir
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="sample")

@@ -1,6 +1,6 @@
 """How far each training path's loss and gradients are from a float64 evaluation of the textbook loop, at the
 paper's MNIST size: the textbook loop in float32, the step loop (eager), the hand-written backward with compiled
-kernels (``model.compile=default``) and bf16 autocast (the step loop).
+kernels (``model.engine=handwritten_bptt``) and bf16 autocast (the step loop).
 
     python bench/gradient_accuracy.py                       # batch 100, T=64, LSTM 256, z 100, read 2, write 5
     python bench/gradient_accuracy.py --attention none --T 16
@@ -41,19 +41,19 @@ def main():
     a = parser.parse_args()
 
     torch.manual_seed(a.seed)
-    model = DRAW((1, 28, 28), a.T, a.latent, a.lstm, a.attention, a.read, a.write).to(a.device)
+    model = DRAW((1, 28, 28), a.T, a.latent, a.lstm, a.attention, a.read, a.write, engine="fused_loop").to(a.device)
     x = torch.rand(a.batch, 1, 28, 28, device=a.device).bernoulli()
     noise = torch.randn(a.T, a.batch, a.latent, device=a.device)
 
-    def step_loop(m, x, noise):
+    def engine(m, x, noise):
         return m(x, noise=noise)
 
     rows = {"textbook loop, float32": loss_and_grads(model, reference_forward, x, noise),
-            "step loop (model.compile=null)": loss_and_grads(model, step_loop, x, noise),
-            "step loop, bf16 autocast": loss_and_grads(model, step_loop, x, noise, autocast=True)}
-    model.compile_recurrence()
-    rows["hand-written backward (model.compile=default)"] = loss_and_grads(model, step_loop, x, noise)
-    model._kernels = None  # back to the step loop, for the float64 reference
+            "fused_loop": loss_and_grads(model, engine, x, noise),
+            "fused_loop, bf16 autocast": loss_and_grads(model, engine, x, noise, autocast=True)}
+    model.set_engine("handwritten_bptt")
+    rows["handwritten_bptt"] = loss_and_grads(model, engine, x, noise)
+    model.set_engine("fused_loop")  # for the float64 reference
     model.double()
     exact_loss, exact = loss_and_grads(model, reference_forward, x.double(), noise.double())
 

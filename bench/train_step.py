@@ -2,16 +2,16 @@
 achieved FLOP rate as a fraction of this machine's matrix-multiply rate at the model's shapes.
 
     python bench/train_step.py                                   # the paper's MNIST models, CPU
-    python bench/train_step.py --device cuda --modes baseline eager compile graph --precision bf16
+    python bench/train_step.py --device cuda --precision bf16
     python bench/train_step.py --attention gaussian --T 64 --batch 100 --lstm 256 --latent 100 --read 2 --write 5
 
-Each mode runs in its own process (so peak memory is its own):
-  baseline  the textbook loop (draw_exp.model.reference: LSTMCell calls, separate filterbanks and glimpses)
-  eager     DRAW.forward's step loop: fused projections, eager PyTorch under autograd (model.compile=null)
-  compile   the hand-written backward through time, its element-wise kernels compiled by torch.compile
-            (draw_exp.model.recurrence; model.compile=default)
-  graph     the step loop with its body compiled in mode="reduce-overhead" (CUDA graphs on a GPU;
-            model.compile=reduce-overhead)
+Each mode is one model.engine, run in its own process (so peak memory is its own):
+  textbook               the paper's loop (draw_exp.model.reference: LSTMCell calls, separate filterbanks and
+                         glimpses): the baseline of the ratio column
+  fused_loop             the step loop with fused projections, eager PyTorch under autograd
+  handwritten_bptt       the T steps as one autograd node with a hand-written backward, kernels compiled
+                         (draw_exp.model.recurrence)
+  fused_loop_cudagraphs  the fused loop with its body compiled in mode="reduce-overhead" (CUDA graphs on a GPU)
 Timings: median of --steps steps after --warmup steps (forward, backward, Adam step).
 """
 
@@ -27,6 +27,7 @@ import time
 
 import torch
 
+MODES = ["textbook", "fused_loop", "handwritten_bptt", "fused_loop_cudagraphs"]  # model.engine names
 
 def step_flops(a) -> float:
     """FLOPs of one training step by formula: matrix products only, backward counted as twice the forward."""
@@ -80,24 +81,18 @@ def sync(device):
 
 def run_mode(a) -> dict:
     from draw_exp.lit_module import DrawModule
-    from draw_exp.model.reference import reference_forward
 
     device = torch.device(a.device)
     torch.manual_seed(0)
     attention = {"type": a.attention, "read_size": a.read, "write_size": a.write} if a.attention == "gaussian" \
         else {"type": "none"}
-    compile = {"compile": "default", "graph": "reduce-overhead"}.get(a.mode)  # model.compile of each mode
-    module = DrawModule(tuple(a.shape), a.T, a.latent, a.lstm, attention, compile=compile).to(device)
+    module = DrawModule(tuple(a.shape), a.T, a.latent, a.lstm, attention, engine=a.mode).to(device)
     x = torch.rand(a.batch, *a.shape, device=device).bernoulli()
     optimiser = torch.optim.Adam(module.parameters(), lr=1e-3)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=a.precision == "bf16")
 
     def loss_fn():
         with autocast:
-            if a.mode == "baseline":
-                noise = torch.randn(a.T, a.batch, a.latent, device=device)
-                out = reference_forward(module.model, x, noise)
-                return (module.likelihood.nll(out.canvas_logits.float(), x) + out.kl.float().sum(1)).mean()
             return module.loss_terms(x)["loss"].float().mean()
 
     def step():
@@ -141,8 +136,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--attention", nargs="+", default=["gaussian", "none"], choices=["gaussian", "none"])
-    parser.add_argument("--modes", nargs="+", default=["baseline", "eager", "compile", "graph"],
-                        choices=["baseline", "eager", "compile", "graph"])
+    parser.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="32", choices=["32", "bf16"], help="32: float32; bf16: autocast")
     add_model_arguments(parser)
@@ -169,7 +163,7 @@ def main():
         print(f"\n== attention {attention}" + (f" (read {a.read}x{a.read}, write {a.write}x{a.write})" if attention == "gaussian" else ""))
         print(f"training step: {flops / 1e9:.1f} GFLOP (matrix products, by formula); "
               f"matrix-multiply rate at the model's shapes: {rate / 1e9:.1f} GFLOP/s")
-        print(f"{'mode':<9} {'images/s':>9} {'ms/step':>9} {'peak MB':>9} {'vs baseline':>12} {'GFLOP/s':>8} "
+        print(f"{'mode':<22} {'images/s':>9} {'ms/step':>9} {'peak MB':>9} {'vs textbook':>12} {'GFLOP/s':>8} "
               f"{'of matmul':>10} {'1st step s':>11}")
         baseline = None
         for mode in a.modes:
@@ -180,16 +174,17 @@ def main():
             ] + ["--shape", *map(str, a.shape)]
             result = subprocess.run(argv, capture_output=True, text=True)
             if result.returncode != 0:
-                print(f"{mode:<9} failed: {result.stderr.strip().splitlines()[-1] if result.stderr else result.returncode}")
+                print(f"{mode:<22} failed: {result.stderr.strip().splitlines()[-1] if result.stderr else result.returncode}")
                 continue
             row = json.loads(result.stdout.strip().splitlines()[-1])
-            baseline = baseline or (row["images_per_s"] if mode == "baseline" else None)
-            ratio = row["images_per_s"] / baseline if baseline else float("nan")
+            baseline = baseline or (row["images_per_s"] if mode == "textbook" else None)
+            ratio = row["images_per_s"] / baseline if baseline else None  # None: textbook not among --modes
             row.update(attention=attention, vs_baseline=ratio, matmul_gflops=rate / 1e9,
                        fraction_of_matmul=row["achieved_gflops"] * 1e9 / rate, step_gflop=flops / 1e9)
             rows.append(row)
-            print(f"{mode:<9} {row['images_per_s']:>9.1f} {row['ms_per_step']:>9.1f} {row['peak_memory_mb']:>9.0f} "
-                  f"{ratio:>11.2f}x {row['achieved_gflops']:>8.1f} {row['fraction_of_matmul']:>9.0%} "
+            versus = f"{ratio:>11.2f}x" if ratio else f"{'(not run)':>12}"
+            print(f"{mode:<22} {row['images_per_s']:>9.1f} {row['ms_per_step']:>9.1f} {row['peak_memory_mb']:>9.0f} "
+                  f"{versus} {row['achieved_gflops']:>8.1f} {row['fraction_of_matmul']:>9.0%} "
                   f"{row['first_step_s']:>11.1f}")
     if a.json:
         with open(a.json, "w") as f:

@@ -44,6 +44,7 @@ TINY = [
     "attention=gaussian", "T=2", "latent_size=4", "lstm_size=16", "attention.read_size=2", "attention.write_size=3",
     "data.val_size=50", "data.batch_size=25", "data.num_workers=0", "data.download=false",
     "trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.log_every_n_steps=1",
+    "model.engine=fused_loop",  # no compile time; the default engine (auto) runs in test_train.py's README commands
 ]
 
 

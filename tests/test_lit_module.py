@@ -24,7 +24,8 @@ def blobs(n=32, seed=0):
 
 
 def tiny(**kw):
-    args = {"image_shape": (1, 28, 28), "T": 4, "latent_size": 8, "lstm_size": 64, "attention": GAUSSIAN, "lr": 1e-2}
+    args = {"image_shape": (1, 28, 28), "T": 4, "latent_size": 8, "lstm_size": 64, "attention": GAUSSIAN, "lr": 1e-2,
+            "engine": "fused_loop"}
     return DrawModule(**{**args, **kw})
 
 
@@ -140,19 +141,23 @@ def test_unknown_likelihood_is_refused():
 
 
 class PlantedNaN(DrawModule):
-    """Plants a NaN in the reconstruction term of the second training batch."""
+    """Plants a NaN in the reconstruction term of the second training batch (of every batch from the second on,
+    with ``diverge``)."""
+
+    diverge = False
 
     def loss_terms(self, x, noise=None):
         terms = super().loss_terms(x, noise)
-        if self.training and self.trainer.fit_loop.epoch_loop.batch_idx == 1:
+        batch_idx = self.trainer.fit_loop.epoch_loop.batch_idx if self.training else -1
+        if batch_idx == 1 or (self.diverge and batch_idx >= 1):
             terms["recon"] = terms["recon"] * torch.nan
             terms["loss"] = terms["recon"] + terms["kl"]
         return terms
 
 
-def fit_planted(nonfinite: str, tmp_path) -> tuple[PlantedNaN, pl.Trainer, dict]:
+def fit_planted(nonfinite: str, tmp_path, **kw) -> tuple[PlantedNaN, pl.Trainer, dict]:
     module = PlantedNaN(image_shape=(1, 28, 28), T=2, latent_size=4, lstm_size=16, attention=GAUSSIAN,
-                        nonfinite=nonfinite)
+                        nonfinite=nonfinite, engine="fused_loop", **kw)
     trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
                          enable_model_summary=False, default_root_dir=tmp_path, enable_checkpointing=False)
     changed = []  # per batch: did it change the weights?
@@ -185,6 +190,37 @@ def test_nonfinite_skip_skips_that_batch_only(tmp_path):
     assert changed == [True, False, True, True]  # no update from batch 1
     assert module.skipped_batches == 1
     assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
+def test_nonfinite_skip_stops_once_more_batches_than_allowed_were_skipped(tmp_path):
+    """A diverged run (every batch from the second on NaN) must not skip its way to a 'finished' run."""
+    from draw_exp.lit_module import NonFiniteLossError
+
+    PlantedNaN.diverge = True
+    try:
+        with pytest.raises(NonFiniteLossError, match="3 batches skipped.*model.max_skipped_batches=2"):
+            fit_planted("skip", tmp_path, max_skipped_batches=2)
+    finally:
+        PlantedNaN.diverge = False
+
+
+def test_learning_rate_schedule_warms_up_then_halves_every_half_life():
+    module = tiny(lr=1e-3, lr_warmup_steps=4, lr_half_life_steps=100)
+    factors = [module.lr_factor(step) for step in (0, 1, 3, 100, 200)]
+    assert factors == pytest.approx([0.25 * 1, 0.5 * 0.5 ** 0.01, 0.5 ** 0.03, 0.5, 0.25])
+    assert tiny().configure_optimizers().__class__.__name__ == "Adam"  # no schedule unless asked
+    scheduled = tiny(lr_half_life_steps=10).configure_optimizers()
+    assert scheduled["lr_scheduler"]["interval"] == "step"
+    with pytest.raises(ConfigError, match="model.lr_half_life_steps=0"):
+        tiny(lr_half_life_steps=0)
+
+
+def test_checkpoints_of_the_model_compile_era_load_with_their_engine():
+    """Before model.engine, hyperparameters named the engine by torch.compile's mode."""
+    assert tiny(compile="default").model.engine == "handwritten_bptt"
+    assert tiny(compile="reduce-overhead").model.engine == "fused_loop_cudagraphs"
+    with pytest.raises(ConfigError, match="model.engine='max-autotune' is not allowed"):
+        tiny(compile="max-autotune")
 
 
 def test_nonfinite_must_be_error_or_skip():

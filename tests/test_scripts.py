@@ -20,28 +20,60 @@ def trained(tmp_path_factory):
     return root, root / "run" / "checkpoints" / "last.ckpt", data
 
 
-def test_evaluate_prints_a_table_and_writes_json_beside_the_checkpoint(trained):
+def test_evaluate_takes_the_checkpoints_data_and_adds_its_results_beside_it(trained):
+    """No data= and no data folder on the command line: the run's own data set and folder; a second evaluation
+    adds its rows to the same file instead of replacing the first's."""
     root, ckpt, data = trained
-    result = run_script("evaluate.py", f"ckpt_path={ckpt}", *data, "iw_samples=[2,20]", "max_batch=64",
-                        f"hydra.run.dir={root / 'eval'}", cwd=root)
+    result = run_script("evaluate.py", f"ckpt_path={ckpt}", "iw_samples=[2,20]", "max_batch=64",
+                        f"hydra.run.dir={root / 'eval'}", cwd=root / "run")  # another folder: data/ is not here
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "NLL bound (nats)" in result.stdout
-    rows = json.loads(ckpt.with_suffix(".test.eval.json").read_text())
+    assert "NLL bound (nats)" in result.stdout and "data: BinarizedMNISTDataModule in " in result.stdout
+    rows = json.loads(ckpt.with_suffix(".eval.json").read_text())
     assert [(r["bound"], r["K"]) for r in rows] == [("elbo", 1), ("iw", 2), ("iw", 20)]
     for row in rows:
         assert row["images"] == 30 and row["split"] == "test" and row["data"] == "BinarizedMNISTDataModule"
-        assert row["nll_bound"] > 0 and row["stderr"] > 0 and row["seconds"] >= 0
+        assert row["nll_bound"] > 0 and row["stderr"] > 0 and row["seconds"] >= 0 and row["global_step"] == 6
     assert rows[2]["nll_bound"] < rows[0]["nll_bound"]  # 20 samples: tighter than the ELBO
+
+    again = run_script("evaluate.py", f"ckpt_path={ckpt}", *data, "split=val", "limit_images=7",
+                       f"hydra.run.dir={root / 'eval2'}", cwd=root)
+    assert again.returncode == 0, again.stderr[-3000:]
+    rows = json.loads(ckpt.with_suffix(".eval.json").read_text())
+    assert len(rows) == 4 and rows[:3] == rows[:3] and (rows[3]["split"], rows[3]["images"]) == ("val", 7)
+
+
+def test_limit_images_spreads_over_the_split(trained):
+    """A split sorted by class would give one class in its first N images: the N are spread evenly instead."""
+    from omegaconf import OmegaConf
+
+    from draw_exp.scripts import load_checkpoint, load_split
+
+    root, ckpt, _ = trained
+    module, checkpoint = load_checkpoint(str(ckpt), "cpu")
+    cfg = OmegaConf.create({"data": None, "num_workers": 0, "paths": {"data_dir": "unused"}})
+    _, loader = load_split(cfg, module, checkpoint, "test", limit_images=4)
+    indices = [i for batch in loader for i in batch[1].tolist()]
+    assert loader.dataset.indices == [0, 10, 19, 29] and indices == [0, 1, 2, 3]
 
 
 def test_sample_writes_the_pictures(trained):
     root, ckpt, data = trained
     out = root / "pictures"
-    result = run_script("sample.py", f"ckpt_path={ckpt}", *data, "n=9", "reconstruct=4", f"hydra.run.dir={out}", cwd=root)
+    result = run_script("sample.py", f"ckpt_path={ckpt}", "n=9", "reconstruct=4", f"hydra.run.dir={out}", cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
     assert Image.open(out / "drawing_samples.gif").n_frames == 3
     assert Image.open(out / "drawing_reconstructions.gif").n_frames == 3
     assert (out / "samples.png").is_file() and (out / "kl_per_step.png").is_file()
+
+
+def test_sample_without_the_data_set_still_draws_samples(trained):
+    root, ckpt, _ = trained
+    out = root / "no-data"
+    result = run_script("sample.py", f"ckpt_path={ckpt}", "n=4", f"paths.data_dir={root / 'nowhere'}",
+                        f"hydra.run.dir={out}", cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "reconstructions skipped: they need the data set" in result.stdout
+    assert (out / "samples.png").is_file() and not (out / "reconstructions.png").exists()
 
 
 def test_a_missing_checkpoint_is_named(tmp_path):

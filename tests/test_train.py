@@ -1,13 +1,14 @@
 """train.py as the user runs it: a few real steps on small IDX files, through torchvision's loader."""
 
 import csv
+import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import TINY, run_train, write_binarized_mnist
+from conftest import TINY, run_train, tiny_without, write_binarized_mnist
 from draw_exp.lit_module import DrawModule
 
 LIMITS = ["trainer.max_steps=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=2"]
@@ -33,6 +34,10 @@ def test_train_end_to_end_with_gaussian_attention(mnist_dir, tmp_path):
     assert math.isfinite(metrics["test/nll_bound"]) and metrics["test/nll_bound"] > 0
     assert metrics["test/nll_bound"] == pytest.approx(metrics["test/recon"] + metrics["test/kl"], rel=1e-4)
     assert {"train/loss_step", "train/recon_epoch", "val/nll_bound", "val/kl"} <= set(metrics)
+    summary = json.loads((run_dir / "metrics.json").read_text())  # the final figures, whichever logger is on
+    assert summary["test"]["test/nll_bound"] == pytest.approx(metrics["test/nll_bound"])
+    assert summary["global_step"] == 3 and summary["best_val/nll_bound"] == pytest.approx(metrics["val/nll_bound"])
+    assert len(summary["config_hash"]) == 12 and summary["wall_time_s"] > 0
     pictures = next((run_dir / "pictures").glob("step*"))
     for name in ("samples.png", "reconstructions.png", "drawing_samples.gif", "drawing_reconstructions.gif",
                  "drawing_samples_strip.png", "kl_per_step.png", "kl_per_step.csv"):
@@ -53,10 +58,22 @@ def test_the_readme_commands_run_with_wandb_offline(command, mnist_dir, tmp_path
     assert (run_dir / "checkpoints" / "last.ckpt").exists()
 
 
+def test_one_last_checkpoint_always_the_newest_state(mnist_dir, tmp_path):
+    """Periodic saves and end-of-validation saves write the same last.ckpt (no last-v1.ckpt beside a stale one)."""
+    run_dir = tmp_path / "run"
+    result = run_train(*tiny_without("trainer.limit_train_batches"), "trainer.limit_train_batches=5",
+                       "trainer.max_epochs=2", "callbacks.periodic_checkpoint.every_n_train_steps=2",
+                       "callbacks.pictures=null", f"paths.data_dir={mnist_dir}", "logger=csv",
+                       f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [p.name for p in (run_dir / "checkpoints").glob("last*")] == ["last.ckpt"]
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 10
+
+
 def test_help_lists_the_groups(tmp_path):
     result = run_train("--help", cwd=tmp_path)
     assert result.returncode == 0
-    for group in ("attention: gaussian, none", "experiment: mnist_gaussian, mnist_none", "trainer: cpu, ddp, gpu",
+    for group in ("attention: gaussian, none", "experiment: mnist_gaussian, mnist_none, smoke", "trainer: cpu, ddp, default, gpu",
                   "logger: csv, wandb", "data: binarized_mnist, mnist, svhn, svhn_paper", "model: draw", "callbacks:",
                   "likelihood: auto, bernoulli, discretized_logistic"):
         assert group in result.stdout, result.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 
 import numpy as np
 import pytorch_lightning as pl
@@ -12,7 +13,7 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from draw_exp.data import unpack_batch
-from draw_exp.pictures import render_all
+from draw_exp.pictures import fixed_noise, render_all
 
 
 class Pictures(pl.Callback):
@@ -41,10 +42,10 @@ class Pictures(pl.Callback):
         if trainer.sanity_checking or self._val_images is None or trainer.current_epoch % self.every_n_epochs:
             return
         model = pl_module.model
-        generator = torch.Generator().manual_seed(self.seed)
-        noise = torch.randn(model.T, self.num_images, model.latent_size, generator=generator).to(pl_module.device)
+        noise, recon_noise = fixed_noise(model, self.num_images, len(self._val_images), self.seed, pl_module.device)
         folder = os.path.join(trainer.default_root_dir, "pictures", f"step{trainer.global_step:08d}")
-        files = render_all(model, self._val_images, noise, folder, self.animated, self.strip_every, self.scale)
+        files = render_all(model, self._val_images, noise, folder, self.animated, self.strip_every, self.scale,
+                           recon_noise)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 for key, path in files.items():
@@ -52,6 +53,30 @@ class Pictures(pl.Callback):
                         logger.log_video(f"pictures/{key}", [str(path)], step=trainer.global_step, format=["gif"])
                     else:
                         logger.log_image(f"pictures/{key}", [str(path)], step=trainer.global_step)
+
+
+class ElapsedTime(pl.Callback):
+    """Logs ``time/elapsed_s`` at every validation: the wall time of training so far, start-up and compilation
+    included, resumed runs counting the time before the stop (kept in checkpoints), so that learning curves can
+    be drawn against wall time as well as steps."""
+
+    def __init__(self):
+        self.before = 0.0  # seconds of this run before the current process (from the checkpoint)
+        self.start = time.monotonic()
+
+    def elapsed(self) -> float:
+        return self.before + time.monotonic() - self.start
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            pl_module.log("time/elapsed_s", self.elapsed(), sync_dist=False, rank_zero_only=True)
+
+    def state_dict(self) -> dict:
+        return {"elapsed_s": self.elapsed()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.before = state_dict["elapsed_s"]
+        self.start = time.monotonic()
 
 
 class ResumeState(pl.Callback):

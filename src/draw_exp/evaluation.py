@@ -56,21 +56,15 @@ def summarise(values: torch.Tensor) -> tuple[float, float]:
     return values.mean().item(), std / math.sqrt(n)
 
 
-def evaluate(module, loader, iw_samples=(), max_batch: int = 2000, device: str | torch.device = "cpu",
-             limit_images: int | None = None) -> list[dict]:
+def evaluate(module, loader, iw_samples=(), max_batch: int = 2000, device: str | torch.device = "cpu") -> list[dict]:
     """One row per bound: ``{"bound": "elbo" | "iw", "K", "nll_bound", "stderr", "images", "seconds"}``."""
     module = module.to(device).eval()
     rows = []
     for bound, k in [("elbo", 1)] + [("iw", int(k)) for k in iw_samples]:
-        start, values, seen = time.perf_counter(), [], 0
+        start, values = time.perf_counter(), []
         for batch in loader:
-            x = unpack_batch(batch)[0]
-            if limit_images is not None and seen >= limit_images:
-                break
-            x = x[: limit_images - seen] if limit_images is not None else x
-            x = x.to(device)
+            x = unpack_batch(batch)[0].to(device)
             values.append(elbo_bound(module, x) if bound == "elbo" else importance_weighted_bound(module, x, k, max_batch))
-            seen += len(x)
         per_image = torch.cat(values).cpu()
         mean, stderr = summarise(per_image)
         row = {"bound": bound, "K": k, "nll_bound": mean, "stderr": stderr, "images": len(per_image),

@@ -19,6 +19,7 @@ from draw_exp.model import DRAW, DrawOutput
 STAGES = ("train", "val", "test")
 TERMS = ("recon", "kl", "loss")
 NONFINITE = ("error", "skip")
+ENGINE_OF_OLD_COMPILE = {"default": "handwritten_bptt", "reduce-overhead": "fused_loop_cudagraphs"}
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -48,29 +49,37 @@ class DrawModule(pl.LightningModule):
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         likelihood: Mapping | None = None,
-        compile: str | None = None,
+        engine: str = "auto",
         eval_noise_seed: int = 0,
         nonfinite: str = "error",
+        max_skipped_batches: int = 20,
+        lr_warmup_steps: int = 0,
+        lr_half_life_steps: int | None = None,
+        compile: str | None = None,
     ):
         super().__init__()
         if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
             raise ConfigError(f"model.lr={lr!r} is not allowed: must be a number > 0")
         check_int_range("model.eval_noise_seed", eval_noise_seed, 0)
         check_choice("model.nonfinite", nonfinite, NONFINITE)
+        check_int_range("model.max_skipped_batches", max_skipped_batches, 0)
+        check_int_range("model.lr_warmup_steps", lr_warmup_steps, 0)
+        if lr_half_life_steps is not None:
+            check_int_range("model.lr_half_life_steps", lr_half_life_steps, 1)
+        if compile is not None:  # checkpoints written before model.engine existed name their engine this way
+            engine = ENGINE_OF_OLD_COMPILE.get(compile, compile)
         attention = dict(attention or {"type": "gaussian", "read_size": 2, "write_size": 5})
         likelihood = dict(likelihood or {"type": "bernoulli"})
         # Plain containers only: the checkpoint then loads with torch.load(weights_only=True).
         self.save_hyperparameters({
             "image_shape": [int(s) for s in image_shape], "T": T, "latent_size": latent_size, "lstm_size": lstm_size,
             "attention": dict(attention), "lr": float(lr), "betas": [float(b) for b in betas],
-            "likelihood": dict(likelihood), "compile": compile, "eval_noise_seed": eval_noise_seed,
-            "nonfinite": nonfinite,
+            "likelihood": dict(likelihood), "engine": engine, "eval_noise_seed": eval_noise_seed,
+            "nonfinite": nonfinite, "max_skipped_batches": max_skipped_batches, "lr_warmup_steps": lr_warmup_steps,
+            "lr_half_life_steps": lr_half_life_steps,
         })
         attention_type = attention.pop("type", "gaussian")
-        self.model = DRAW(tuple(image_shape), T, latent_size, lstm_size, attention_type, **attention)
-        if compile is not None:
-            check_choice("model.compile", compile, ("default", "reduce-overhead"))
-            self.model.compile_recurrence(mode=compile)
+        self.model = DRAW(tuple(image_shape), T, latent_size, lstm_size, attention_type, **attention, engine=engine)
         self.likelihood = build_likelihood(likelihood.pop("type", "bernoulli"), image_shape, **likelihood)
         self.dims = math.prod(image_shape)
         # One running mean per logged number: exact means over a whole split, synchronised across devices.
@@ -124,6 +133,10 @@ class DrawModule(pl.LightningModule):
             if self.hparams.nonfinite == "error":
                 raise NonFiniteLossError(message)
             self.skipped_batches += 1
+            if self.skipped_batches > self.hparams.max_skipped_batches:
+                raise NonFiniteLossError(
+                    f"{self.skipped_batches} batches skipped for a non-finite loss, more than "
+                    f"model.max_skipped_batches={self.hparams.max_skipped_batches}: training has diverged. Last: {message}")
             rank_zero_warn(f"skipped: {message}")
             self.log("train/skipped_batches", float(self.skipped_batches), on_step=True, on_epoch=False)
             return None  # Lightning skips backward and the optimiser step for this batch
@@ -151,5 +164,17 @@ class DrawModule(pl.LightningModule):
     def test_step(self, batch, batch_idx):
         self.evaluation_step(batch, "test")
 
+    def lr_factor(self, step: int) -> float:
+        """The learning rate at optimiser step ``step`` over ``model.lr``: a linear warm-up over
+        ``lr_warmup_steps``, then halved every ``lr_half_life_steps`` (a function of the step alone, so a run
+        stopped by time or resumed with other limits follows the same schedule)."""
+        warmup, half_life = self.hparams.lr_warmup_steps, self.hparams.lr_half_life_steps
+        factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
+        return factor * (0.5 ** (step / half_life) if half_life else 1.0)
+
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, betas=tuple(self.hparams.betas))
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, betas=tuple(self.hparams.betas))
+        if not (self.hparams.lr_warmup_steps or self.hparams.lr_half_life_steps):
+            return optimizer
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -5,6 +5,7 @@ Everything returns PIL images (or writes files), so the same code feeds W&B, CSV
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
@@ -98,30 +99,45 @@ def grid(images: torch.Tensor, scale: int = 1) -> Image.Image:
     return to_pil(make_grid(images.detach().float().cpu(), nrow=max(1, int(len(images) ** 0.5)), pad_value=1.0), scale)
 
 
-def kl_per_step_chart(kl: torch.Tensor, bar_width: int = 8, height: int = 160) -> Image.Image:
-    """A bar chart of the mean KL (nats) at each step, ``kl`` ``[T]``, labelled with the largest value."""
+def kl_per_step_chart(kl: torch.Tensor) -> Image.Image:
+    """A bar chart of the mean KL (nats) at each step, ``kl`` ``[T]``, with labelled axes and the total."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     values = kl.detach().float().cpu()
-    steps = len(values)
-    top = max(float(values.max()), 1e-6)
-    margin = 20
-    chart = Image.new("RGB", (steps * bar_width + 2 * margin, height + 2 * margin), (255, 255, 255))
-    draw = ImageDraw.Draw(chart)
-    for t, v in enumerate(values.tolist()):
-        bar = max(0.0, v) / top * height
-        x = margin + t * bar_width
-        draw.rectangle([x, margin + height - bar, x + bar_width - 2, margin + height], fill=(40, 90, 200))
-    draw.line([margin, margin + height, margin + steps * bar_width, margin + height], fill=(0, 0, 0))
-    draw.text((margin, 4), f"KL per step (nats), max {top:.2f}, total {float(values.sum()):.1f}", fill=(0, 0, 0))
-    draw.text((margin, margin + height + 4), f"step 1 ... {steps}", fill=(0, 0, 0))
-    return chart
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    ax.bar(range(1, len(values) + 1), values.tolist(), color="#2860c0", width=0.8)
+    ax.set_xlabel("step t")
+    ax.set_ylabel("KL (nats per image)")
+    ax.set_title(f"KL per step: {float(values.sum()):.1f} nats in all", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
+def fixed_noise(model, samples: int, images: int, seed: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The z draws for ``samples`` samples and ``images`` reconstructions, ``[T, n, latent_size]`` each, from a
+    generator of their own: pictures never move the global random state (a run with pictures trains exactly as
+    one without), and the same seed draws the same pictures."""
+    generator = torch.Generator().manual_seed(seed)
+    shape = (model.T, samples + images, model.latent_size)
+    noise = torch.randn(shape, generator=generator).to(device)
+    return noise[:, :samples], noise[:, samples:]
 
 
 @torch.no_grad()
 def render_all(model, images: torch.Tensor, noise: torch.Tensor, folder: str | Path, animated: int = 16,
-               strip_every: int = 8, scale: int = 3) -> dict[str, Path]:
+               strip_every: int = 8, scale: int = 3, recon_noise: torch.Tensor | None = None) -> dict[str, Path]:
     """Write every picture of a model to ``folder``; returns ``{key: path}``.
 
-    ``images`` ``[N, C, H, W]`` are data to reconstruct; ``noise`` ``[T, M, latent_size]`` fixes the samples.
+    ``images`` ``[N, C, H, W]`` are data to reconstruct; ``noise`` ``[T, M, latent_size]`` fixes the samples and
+    ``recon_noise`` ``[T, N, latent_size]`` the reconstructions' posterior draws (see :func:`fixed_noise`).
     Keys: ``samples`` and ``reconstructions`` (grids), ``drawing_samples`` and ``drawing_reconstructions`` (GIFs of
     ``animated`` images over the T steps, with write windows on samples and read and write windows on
     reconstructions), their ``*_strip`` PNGs (every ``strip_every``-th step), and ``kl_per_step`` (chart and CSV).
@@ -142,7 +158,9 @@ def render_all(model, images: torch.Tensor, noise: torch.Tensor, folder: str | P
 
     if len(images) == 0:  # samples only
         return files
-    out = model(images, return_steps=True)
+    if recon_noise is None:
+        raise ValueError("render_all: reconstructions need recon_noise [T, N, latent_size] (see fixed_noise)")
+    out = model(images, noise=recon_noise, return_steps=True)
     recon = torch.sigmoid(out.canvases)  # [T, N, C, H, W]
     files["reconstructions"] = folder / "reconstructions.png"
     grid(torch.stack([images, recon[-1]], dim=1).flatten(0, 1)).save(files["reconstructions"])

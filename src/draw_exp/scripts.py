@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
+from datetime import datetime
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch.utils.data import DataLoader, Subset
 
-from draw_exp.checkpoints import read_checkpoint
+from draw_exp.checkpoints import CheckpointError, read_checkpoint
 from draw_exp.errors import ConfigError, check_choice, check_int_range
 from draw_exp.evaluation import evaluate, format_table
 from draw_exp.lit_module import DrawModule
-from draw_exp.pictures import render_all
+from draw_exp.pictures import fixed_noise, render_all
+
+DATAMODULE_HPARAMS = pl.LightningDataModule.CHECKPOINT_HYPER_PARAMS_KEY  # where train.py keeps the run's data settings
 
 def resolve_device(name: str) -> torch.device:
     check_choice("device", name, ("auto", "cpu", "cuda"))
@@ -23,21 +29,66 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_checkpoint(path: str, device: torch.device) -> DrawModule:
+def load_checkpoint(path: str, device: torch.device) -> tuple[DrawModule, dict]:
+    """The module of a checkpoint, and the checkpoint itself (its run's data settings are read from it)."""
     checkpoint = read_checkpoint(path)  # weights_only; a missing or damaged file is named
+    if "hyper_parameters" not in checkpoint or "state_dict" not in checkpoint:
+        raise CheckpointError(f"ckpt_path={str(path)!r}: not a checkpoint of train.py (it holds "
+                              f"{', '.join(map(str, checkpoint)) or 'nothing'}; expected hyper_parameters and state_dict)")
     module = DrawModule(**checkpoint["hyper_parameters"])
     module.load_state_dict(checkpoint["state_dict"])
-    return module.to(device).eval()
+    return module.to(device).eval(), checkpoint
 
 
-def load_split(cfg: DictConfig, module: DrawModule, split: str):
-    datamodule = instantiate(cfg.data)
+def user_set(key: str) -> bool:
+    """Whether ``key`` was given on this command line."""
+    return any(o.lstrip("+~").split("=", 1)[0] == key for o in HydraConfig.get().overrides.task)
+
+
+def data_config(cfg: DictConfig, checkpoint: dict) -> DictConfig:
+    """The data settings of the checkpoint's own run, or those of ``data=...`` on the command line (with a note
+    when they differ). The data folder is the run's unless ``paths.data_dir`` or $DRAW_DATA_DIR names one."""
+    saved = checkpoint.get(DATAMODULE_HPARAMS)
+    if cfg.get("data") is not None:
+        data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
+        if saved and saved.get("_target_") != data._target_:
+            print(f"note: data={data._target_.rsplit('.', 1)[-1]} from the command line; the checkpoint was "
+                  f"trained on {saved['_target_'].rsplit('.', 1)[-1]}")
+        return data
+    if not saved:
+        raise ConfigError("the checkpoint records no data set (it was written before checkpoints kept their run's "
+                          "data settings): choose one with data=..., e.g. data=binarized_mnist")
+    data = OmegaConf.create(saved)
+    if user_set("paths.data_dir") or "DRAW_DATA_DIR" in os.environ:
+        data.data_dir = cfg.paths.data_dir
+    print(f"data: {data._target_.rsplit('.', 1)[-1]} in {data.data_dir}, as the checkpoint's run was trained "
+          "(data=... on the command line chooses another)")
+    return data
+
+
+def load_split(cfg: DictConfig, module: DrawModule, checkpoint: dict, split: str, limit_images: int | None = None):
+    """The ``split`` of the checkpoint's data set as a loader; ``limit_images``: that many images spread evenly over
+    the split (files may be sorted by class: the first N would not be a fair sample)."""
+    data = data_config(cfg, checkpoint)
+    data.num_workers, data.download = cfg.num_workers, False
+    datamodule = instantiate(data)
     if tuple(datamodule.image_shape) != tuple(module.hparams.image_shape):
-        raise ConfigError(f"data={cfg.data._target_} serves images of shape {tuple(datamodule.image_shape)}, but the "
+        raise ConfigError(f"data={data._target_} serves images of shape {tuple(datamodule.image_shape)}, but the "
                           f"checkpoint was trained on {tuple(module.hparams.image_shape)}: choose its data set with data=...")
     datamodule.prepare_data()
     datamodule.setup("test")
-    return datamodule, datamodule.test_dataloader() if split == "test" else datamodule.val_dataloader()
+    dataset = datamodule.datasets[split]
+    if limit_images is not None and limit_images < len(dataset):
+        dataset = Subset(dataset, torch.linspace(0, len(dataset) - 1, limit_images).round().long().tolist())
+    return data, DataLoader(dataset, batch_size=datamodule.batch_size, num_workers=cfg.num_workers)
+
+
+def add_results(path: Path, rows: list[dict]) -> None:
+    """Append ``rows`` to the JSON list at ``path`` (earlier evaluations are kept), written atomically."""
+    earlier = json.loads(path.read_text()) if path.is_file() else []
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(earlier + rows, indent=2))
+    os.replace(tmp, path)
 
 
 def run_evaluate(cfg: DictConfig) -> list[dict]:
@@ -46,34 +97,43 @@ def run_evaluate(cfg: DictConfig) -> list[dict]:
     for k in ks:
         check_int_range("iw_samples", k, 1)
     check_int_range("max_batch", cfg.max_batch, 1)
+    if cfg.limit_images is not None:
+        check_int_range("limit_images", cfg.limit_images, 1)
     device = resolve_device(cfg.device)
     pl.seed_everything(cfg.seed)
-    module = load_checkpoint(cfg.ckpt_path, device)
-    _, loader = load_split(cfg, module, cfg.split)
-    rows = evaluate(module, loader, ks, cfg.max_batch, device, cfg.limit_images)
+    module, checkpoint = load_checkpoint(cfg.ckpt_path, device)
+    data, loader = load_split(cfg, module, checkpoint, cfg.split, cfg.limit_images)
+    rows = evaluate(module, loader, ks, cfg.max_batch, device)
+    when = datetime.now().isoformat(timespec="seconds")
     for row in rows:
-        row.update({"data": cfg.data._target_.rsplit(".", 1)[-1], "split": cfg.split, "checkpoint": str(cfg.ckpt_path)})
+        row.update({"data": data._target_.rsplit(".", 1)[-1], "split": cfg.split, "checkpoint": str(cfg.ckpt_path),
+                    "global_step": checkpoint.get("global_step"), "device": str(device), "evaluated_at": when})
     print(format_table(rows))
-    output = Path(cfg.output) if cfg.output else Path(cfg.ckpt_path).with_suffix(f".{cfg.split}.eval.json")
-    output.write_text(json.dumps(rows, indent=2))
-    print(f"written {output}")
+    output = Path(cfg.output) if cfg.output else Path(cfg.ckpt_path).with_suffix(".eval.json")
+    add_results(output, rows)
+    print(f"added to {output}")
     return rows
 
 
 def run_sample(cfg: DictConfig) -> dict:
     check_int_range("n", cfg.n, 1)
+    check_int_range("reconstruct", cfg.reconstruct, 0)
+    for key in ("animated", "strip_every", "scale"):
+        check_int_range(key, cfg[key], 1)
     device = resolve_device(cfg.device)
     pl.seed_everything(cfg.seed)
-    module = load_checkpoint(cfg.ckpt_path, device)
+    module, checkpoint = load_checkpoint(cfg.ckpt_path, device)
     model = module.model
+    images = torch.zeros(0, *model.image_shape, device=device)
     if cfg.reconstruct:
-        _, loader = load_split(cfg, module, "test")
-        images = next(iter(loader))[0][: cfg.reconstruct].to(device)
-    else:
-        images = torch.zeros(0, *model.image_shape, device=device)
-    noise = torch.randn(model.T, cfg.n, model.latent_size, device=device)
+        try:
+            _, loader = load_split(cfg, module, checkpoint, "test", cfg.reconstruct)
+            images = next(iter(loader))[0][: cfg.reconstruct].to(device)
+        except (FileNotFoundError, ConfigError) as err:
+            print(f"reconstructions skipped: they need the data set ({str(err).splitlines()[0]})")
+    noise, recon_noise = fixed_noise(model, cfg.n, len(images), cfg.seed, device)
     folder = Path(cfg.paths.output_dir)
-    files = render_all(model, images, noise, folder, cfg.animated, cfg.strip_every, cfg.scale)
+    files = render_all(model, images, noise, folder, cfg.animated, cfg.strip_every, cfg.scale, recon_noise)
     for key, path in files.items():
         print(f"{key}: {path}")
     return files

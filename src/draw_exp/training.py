@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import math
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -41,6 +45,10 @@ def build(cfg: DictConfig, checkpoint: dict | None = None):
         with open_dict(cfg):
             cfg.logger.id = run_id
     datamodule = instantiate(cfg.data)
+    # The run's data settings go into every checkpoint, so evaluate.py and sample.py use the same data set.
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    data["data_dir"] = str(Path(data["data_dir"]).resolve())
+    datamodule.save_hyperparameters(data)
     likelihood = OmegaConf.to_container(cfg.likelihood, resolve=True)
     if likelihood["type"] == "auto":
         likelihood["type"] = datamodule.default_likelihood
@@ -63,8 +71,41 @@ def log_run_settings(cfg: DictConfig, datamodule, trainer) -> None:
         logger.log_hyperparams(settings)
 
 
+class RunFailedError(RuntimeError):
+    """The run ended, but its result is not a number: it must not pass for a success."""
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """A short hash of the resolved config without Hydra's own node: equal for runs of the same settings."""
+    settings = OmegaConf.to_container(cfg, resolve=True)
+    settings.pop("hydra", None)
+    settings.get("paths", {}).pop("output_dir", None)
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def write_summary(cfg: DictConfig, trainer: pl.Trainer, results: dict, best: str, seconds: float) -> Path:
+    """The run's final figures in ``<run folder>/metrics.json``, whichever logger is on (rank zero writes it)."""
+    callback = trainer.checkpoint_callback
+    best_score = getattr(callback, "best_model_score", None)
+    summary = {
+        "test": results,
+        "best_val/nll_bound": None if best_score is None else float(best_score),
+        "best_checkpoint": best or None,
+        "global_step": trainer.global_step,
+        "epochs_completed": trainer.current_epoch,
+        "wall_time_s": round(seconds, 1),
+        "config_hash": config_hash(cfg),
+    }
+    path = Path(cfg.paths.output_dir) / "metrics.json"
+    if trainer.is_global_zero:
+        path.write_text(json.dumps(summary, indent=2, allow_nan=True))
+    return path
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit and test; returns the test metrics (``test/nll_bound`` is the paper's number, in nats)."""
+    """Fit and test; returns the test metrics (``test/nll_bound`` is the paper's number, in nats). The final
+    figures also go to ``<run folder>/metrics.json``; a test bound that is not a finite number fails the run."""
+    start = time.perf_counter()
     ckpt_path, checkpoint = resume_checkpoint(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     launch_ddp_ranks_with_job_overrides()
@@ -76,4 +117,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         log.info("testing %s", best or "the final weights")
         results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
-    return results[0] if results else {}
+        results = results[0] if results else {}
+        path = write_summary(cfg, trainer, results, best, time.perf_counter() - start)
+    log.info("final metrics in %s", path)
+    bad = {k: v for k, v in results.items() if not math.isfinite(v)}
+    if bad:
+        raise RunFailedError(f"the run's test metrics are not finite ({', '.join(f'{k}={v}' for k, v in bad.items())}):"
+                             f" the model diverged; see {path}")
+    return results

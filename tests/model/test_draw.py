@@ -8,6 +8,7 @@ from draw_exp.model import DRAW
 
 
 def small(shape=(1, 28, 28), attention="gaussian", **kw):
+    kw.setdefault("engine", "fused_loop")
     return DRAW(shape, T=3, latent_size=4, lstm_size=16, attention=attention, read_size=2, write_size=3, **kw)
 
 

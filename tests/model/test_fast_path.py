@@ -1,5 +1,5 @@
-"""DRAW.forward computes the same function as the textbook loop, for loss and every gradient: the fused step loop
-(eager, and compiled with CUDA-graph mode), and the hand-written backward through time (eager and compiled)."""
+"""Every engine of DRAW.forward computes the textbook loop's function, for loss and every gradient: the fused step
+loop (eager, and compiled in CUDA-graph mode), and the hand-written backward through time (eager and compiled)."""
 
 import pytest
 import torch
@@ -32,12 +32,13 @@ def assert_same(a, b, rtol):
         assert (grads_a[name] - grads_b[name]).abs().max() <= rtol * scale + 1e-12, name
 
 
-@pytest.mark.parametrize("hand_written", [False, True], ids=["step_loop", "hand_written_backward"])
+@pytest.mark.parametrize("hand_written", [False, True], ids=["fused_loop", "handwritten_bptt"])
 @pytest.mark.parametrize("attention", ["gaussian", "none"])
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 20, 30)])
 def test_fast_forward_equals_the_textbook_loop_in_float32(attention, shape, hand_written):
     torch.manual_seed(0)
-    model = DRAW(shape, T=6, latent_size=10, lstm_size=32, attention=attention, read_size=3, write_size=4)
+    model = DRAW(shape, T=6, latent_size=10, lstm_size=32, attention=attention, read_size=3, write_size=4,
+                 engine="fused_loop")
     x = torch.rand(8, *shape).bernoulli()
     noise = torch.randn(6, 8, 10)
     expected = loss_and_grads(model, reference_forward, x, noise)
@@ -62,17 +63,29 @@ def test_hand_written_backward_is_exact_for_a_window_far_outside_the_image():
     assert_same((loss, grads), expected, rtol=1e-5)
 
 
-@pytest.mark.parametrize("mode", [None, "reduce-overhead"])
-def test_compiled_recurrence_equals_the_textbook_loop(mode):
-    """mode None: the hand-written backward with compiled kernels; reduce-overhead: the compiled step loop."""
+@pytest.mark.parametrize("engine", ["handwritten_bptt", "fused_loop_cudagraphs", "auto", "textbook"])
+def test_each_engine_by_name_equals_the_textbook_loop(engine):
+    """The engines as model.engine names them, compiled where they compile; auto on a CPU is handwritten_bptt."""
     torch.manual_seed(1)
     model = DRAW((1, 12, 12), T=3, latent_size=4, lstm_size=16, attention="gaussian", read_size=2, write_size=3)
     x = torch.rand(5, 1, 12, 12).bernoulli()
     noise = torch.randn(3, 5, 4)
     expected = loss_and_grads(model, reference_forward, x, noise)
-    model.compile_recurrence(mode)
-    assert (model._kernels is not None) == (mode is None)
+    model.set_engine(engine)
     assert_same(loss_and_grads(model, fast, x, noise), expected, rtol=1e-5)
+    with torch.no_grad():  # evaluation: the log-ratio of the importance-weighted bound, through the same engine
+        want = reference_forward(model, x, noise, return_log_ratio=True).log_ratio
+        torch.testing.assert_close(model(x, noise=noise, return_log_ratio=True).log_ratio, want, rtol=1e-5, atol=1e-5)
+
+
+def test_auto_engine_is_the_fastest_measured_for_the_device():
+    from draw_exp.model.draw import auto_engine
+
+    assert auto_engine("cpu") == "handwritten_bptt"
+    model = DRAW((1, 12, 12), T=3, latent_size=4, lstm_size=16, engine="auto")
+    assert model.engine_for(torch.device("cpu")) == "handwritten_bptt"
+    model.set_engine("fused_loop")
+    assert model.engine_for(torch.device("cpu")) == "fused_loop"
 
 
 @pytest.mark.parametrize("hand_written", [False, True])
@@ -80,7 +93,8 @@ def test_bf16_autocast_stays_close_to_float32(hand_written):
     """Mixed precision: the loss within 1% and gradients pointing the same way (cosine > 0.99). Under autocast
     a model set to the hand-written backward runs the step loop."""
     torch.manual_seed(2)
-    model = DRAW((1, 28, 28), T=8, latent_size=10, lstm_size=64, attention="gaussian", read_size=2, write_size=5)
+    model = DRAW((1, 28, 28), T=8, latent_size=10, lstm_size=64, attention="gaussian", read_size=2, write_size=5,
+                 engine="fused_loop")
     if hand_written:
         model.use_hand_written_backward(compile=False)
     x = torch.rand(16, 1, 28, 28).bernoulli()
@@ -103,7 +117,8 @@ def test_bf16_autocast_stays_close_to_float32(hand_written):
 def test_hand_written_recurrence_without_gradients_gives_the_step_loops_bound_and_log_ratio():
     """Evaluation (no_grad, log q − log p for importance weights) through the recurrence equals the step loop's."""
     torch.manual_seed(4)
-    model = DRAW((1, 12, 12), T=4, latent_size=5, lstm_size=16, attention="gaussian", read_size=2, write_size=3)
+    model = DRAW((1, 12, 12), T=4, latent_size=5, lstm_size=16, attention="gaussian", read_size=2, write_size=3,
+                 engine="fused_loop")
     x = torch.rand(7, 1, 12, 12).bernoulli()
     noise = torch.randn(4, 7, 5)
     with torch.no_grad():
@@ -118,7 +133,8 @@ def test_hand_written_backward_through_the_log_ratio_equals_the_step_loops():
     """A loss on log q − log p (μ and log σ used beside the KL, as a training objective on importance weights
     would) gets the step loop's gradients: the recurrence's backward adds the μ and log σ gradients to the KL's."""
     torch.manual_seed(5)
-    model = DRAW((1, 12, 12), T=4, latent_size=5, lstm_size=16, attention="gaussian", read_size=2, write_size=3)
+    model = DRAW((1, 12, 12), T=4, latent_size=5, lstm_size=16, attention="gaussian", read_size=2, write_size=3,
+                 engine="fused_loop")
     x = torch.rand(7, 1, 12, 12).bernoulli()
     noise = torch.randn(4, 7, 5)
 
@@ -131,7 +147,7 @@ def test_hand_written_backward_through_the_log_ratio_equals_the_step_loops():
 
 
 def replays_into_static_outputs(step):
-    """``step`` as a CUDA graph replays it when no gradient is recorded (model.compile=reduce-overhead): every
+    """``step`` as a CUDA graph replays it when no gradient is recorded (model.engine=fused_loop_cudagraphs): every
     call writes its outputs into the same buffers, overwriting the previous call's."""
     buffers = None
 
@@ -152,7 +168,8 @@ def test_step_loop_without_gradients_keeps_each_steps_outputs_when_the_next_step
     """Evaluation and pictures through CUDA-graph steps, emulated on the CPU: the bound, log-ratio, canvases
     and attention of every step equal those of plain calls."""
     torch.manual_seed(6)
-    model = DRAW((1, 12, 12), T=4, latent_size=5, lstm_size=16, attention="gaussian", read_size=2, write_size=3)
+    model = DRAW((1, 12, 12), T=4, latent_size=5, lstm_size=16, attention="gaussian", read_size=2, write_size=3,
+                 engine="fused_loop")
     x = torch.rand(7, 1, 12, 12).bernoulli()
     noise = torch.randn(4, 7, 5)
     with torch.no_grad():

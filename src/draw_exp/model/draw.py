@@ -10,10 +10,25 @@ from torch import nn
 
 from draw_exp.errors import check_choice, check_int_range
 from draw_exp.model.attention import AttentionParams, GaussianAttention, NoAttention
-from draw_exp.model.latent import gaussian_kl
+from draw_exp.model.latent import gaussian_kl, log_ratio
 from draw_exp.model.recurrence import Recurrence, RecurrenceKernels
 
 ATTENTION_TYPES = ("none", "gaussian")
+# How DRAW.forward runs the T steps; all compute the textbook loop's function (tests/model/test_fast_path.py).
+ENGINES = {
+    "auto": "the fastest engine measured for the device the batch is on (see auto_engine)",
+    "textbook": "the paper's loop step by step (draw_exp.model.reference): the specification, slowest",
+    "fused_loop": "the step loop with fused projections, eager PyTorch under autograd",
+    "fused_loop_cudagraphs": "the fused step loop, its body compiled by torch.compile in CUDA-graph mode",
+    "handwritten_bptt": "the T steps as one autograd node with a hand-written backward, kernels compiled",
+}
+
+
+def auto_engine(device_type: str) -> str:
+    """What ``engine=auto`` runs on ``device_type``. On a CPU the hand-written backward: 1.5–1.8x the textbook loop
+    (RESULTS.md). On a GPU the eager fused loop, the engine with no compile step and no CUDA-graph caveats, until
+    GPU timings exist to choose by (none has been measured yet)."""
+    return "handwritten_bptt" if device_type == "cpu" else "fused_loop"
 
 
 def build_attention(image_shape, lstm_size: int, type: str, read_size: int | None = None, write_size: int | None = None):
@@ -60,6 +75,7 @@ class DRAW(nn.Module):
         attention: str = "gaussian",
         read_size: int | None = 2,
         write_size: int | None = 5,
+        engine: str = "auto",
     ):
         super().__init__()
         if len(image_shape) != 3:
@@ -81,7 +97,7 @@ class DRAW(nn.Module):
         self.c_enc0 = nn.Parameter(torch.zeros(lstm_size))
         self.h_dec0 = nn.Parameter(torch.zeros(lstm_size))
         self.c_dec0 = nn.Parameter(torch.zeros(lstm_size))
-        self._kernels = None  # RecurrenceKernels once use_hand_written_backward() is called
+        self.set_engine(engine)
 
     def _initial(self, batch: int):
         def expand(p):
@@ -97,27 +113,30 @@ class DRAW(nn.Module):
         fresh noise is drawn for every step. ``return_log_ratio`` adds log q(z_t | x) − log p(z_t) for importance
         weights; ``return_steps`` every step's canvas and attention (for pictures).
 
-        The same function as the textbook loop (``draw_exp.model.reference``), arranged for speed: by default
-        :meth:`_step_loop` under autograd; after :meth:`use_hand_written_backward` (which
-        :meth:`compile_recurrence` calls) the recurrence with its hand-written backward pass
-        (``draw_exp.model.recurrence``), except with ``return_steps`` or under autocast.
+        ``self.engine`` (:data:`ENGINES`, set by :meth:`set_engine`) says how the steps run; every engine computes
+        the textbook loop's function. Pictures (``return_steps``) and autocast always take the fused step loop.
         """
         if noise is None:
             noise = torch.randn(self.T, x.shape[0], self.latent_size, device=x.device, dtype=x.dtype)
+        engine = self.engine_for(x.device)
+        if engine == "textbook" and not return_steps:
+            from draw_exp.model.reference import reference_forward  # reference.py builds on this module
+
+            return reference_forward(self, x, noise, return_log_ratio)
         # Under autocast the step loop runs: autograd then casts each product's operands.
-        if return_steps or self._kernels is None or torch.is_autocast_enabled(x.device.type):
+        if return_steps or engine != "handwritten_bptt" or torch.is_autocast_enabled(x.device.type):
             out, mu, log_sigma = self._step_loop(x, noise, return_steps)
             out.kl = gaussian_kl(mu, log_sigma).t()
             latent_dim = 2  # μ, log σ, noise: [T, B, Z]
         else:
+            if self._kernels is None:
+                self._kernels = RecurrenceKernels(self.attention, compile=True)
             noise = noise.transpose(1, 2).contiguous()
             canvas, kl, mu, log_sigma = self._recurrence(x, noise)
             out = DrawOutput(canvas_logits=canvas, kl=kl.t())
             latent_dim = 1  # [T, Z, B]: the log-ratio's sum runs over contiguous memory
         if return_log_ratio:
-            z = mu + torch.exp(log_sigma) * noise
-            # log N(z; μ, σ) − log N(z; 0, 1) = Σ ½z² − ½ε² − log σ (the 2π terms cancel)
-            out.log_ratio = (0.5 * z.square() - 0.5 * noise.square() - log_sigma).sum(latent_dim).t()
+            out.log_ratio = log_ratio(mu + torch.exp(log_sigma) * noise, noise, log_sigma, latent_dim).t()
         return out
 
     def _recurrence(self, x: torch.Tensor, noise: torch.Tensor):
@@ -202,20 +221,25 @@ class DRAW(nn.Module):
         update, filters, write_params = self.attention.write_fast(proj[:, :heads])
         return canvas + update, h_enc, c_enc, h_dec, c_dec, proj, filters, mu, log_sigma, write_params
 
-    def compile_recurrence(self, mode: str | None = None) -> None:
-        """Compile the recurrence with torch.compile. ``mode=None`` (or "default") trains through the hand-written
-        recurrence with compiled kernels, the fastest on a CPU; ``mode="reduce-overhead"`` compiles the body of
-        the step loop, with CUDA graphs on a GPU. Compiling one step's pieces rather than the unrolled T-step
-        forward keeps compile time independent of T."""
-        if mode == "reduce-overhead":
-            self._step = torch.compile(self._step, mode=mode, dynamic=False)
-        else:
-            self.use_hand_written_backward(compile=True)
+    def set_engine(self, engine: str) -> None:
+        """Choose how :meth:`forward` runs the T steps: a name from :data:`ENGINES`. Compiled engines compile on
+        their first call; compiling one step's pieces rather than the unrolled T steps keeps that time
+        independent of T."""
+        check_choice("model.engine", engine, tuple(ENGINES))
+        self.engine = engine
+        self._kernels = None  # RecurrenceKernels, made on the first handwritten_bptt call
+        self.__dict__.pop("_step", None)  # back to the eager step
+        if engine == "fused_loop_cudagraphs":
+            self._step = torch.compile(self._step, mode="reduce-overhead", dynamic=False)
+
+    def engine_for(self, device: torch.device) -> str:
+        """The engine that runs on ``device``: ``auto`` resolved by :func:`auto_engine`."""
+        return auto_engine(device.type) if self.engine == "auto" else self.engine
 
     def use_hand_written_backward(self, compile: bool = True) -> None:
-        """Train through :class:`~draw_exp.model.recurrence.Recurrence`: the T steps as one autograd node with a
-        hand-written backward, its element-wise kernels compiled by torch.compile (or eager, ``compile=False``:
-        slower than the step loop, kept for tests and debugging)."""
+        """The ``handwritten_bptt`` engine; ``compile=False`` keeps its kernels eager (slower than the fused loop,
+        for tests and debugging)."""
+        self.set_engine("handwritten_bptt")
         self._kernels = RecurrenceKernels(self.attention, compile=compile)
 
     @torch.no_grad()

@@ -1,7 +1,8 @@
 """The textbook DRAW loop: one LSTMCell call per step, separate filterbank evaluations and glimpses.
 
-Kept as the baseline that the fast forward of :class:`draw_exp.model.draw.DRAW` is tested against (same weights,
-same noise, same loss and gradients) and measured against in ``bench/train_step.py``. Not used for training.
+The specification that every faster engine of :class:`draw_exp.model.draw.DRAW` is tested against (same weights,
+same noise, same loss and gradients) and measured against in ``bench/train_step.py``; it trains as
+``model.engine=textbook``, the place to try a new idea.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import torch
 
 from draw_exp.model.attention import GaussianAttention, glimpse, scatter
 from draw_exp.model.draw import DRAW, DrawOutput
-from draw_exp.model.latent import gaussian_kl
+from draw_exp.model.latent import gaussian_kl, log_ratio
 
 
 def reference_read(attention, x, x_err, h_dec):
@@ -31,10 +32,11 @@ def reference_write(attention, h_dec):
     return scatter(patch, fx, fy) / params.gamma[:, None, None, None]
 
 
-def reference_forward(model: DRAW, x: torch.Tensor, noise: torch.Tensor) -> DrawOutput:
-    """The paper's recurrence written step by step with ``model``'s parameters; ``noise`` ``[T, B, latent_size]``."""
+def reference_forward(model: DRAW, x: torch.Tensor, noise: torch.Tensor, return_log_ratio: bool = False) -> DrawOutput:
+    """The paper's recurrence written step by step with ``model``'s parameters; ``noise`` ``[T, B, latent_size]``.
+    ``return_log_ratio`` adds log q(z_t | x) − log p(z_t) at the drawn z_t ``[B, T]``, for importance weights."""
     canvas, enc_state, dec_state = model._initial(x.shape[0])
-    kls = []
+    kls, log_ratios = [], []
     for t in range(model.T):
         x_err = x - torch.sigmoid(canvas)
         r = reference_read(model.attention, x, x_err, dec_state[0])
@@ -42,6 +44,8 @@ def reference_forward(model: DRAW, x: torch.Tensor, noise: torch.Tensor) -> Draw
         mu, log_sigma = model.posterior(enc_state[0]).chunk(2, dim=-1)
         z = mu + torch.exp(log_sigma) * noise[t]
         kls.append(gaussian_kl(mu, log_sigma))
+        log_ratios.append(log_ratio(z, noise[t], log_sigma))
         dec_state = model.decoder(z, dec_state)
         canvas = canvas + reference_write(model.attention, dec_state[0])
-    return DrawOutput(canvas_logits=canvas, kl=torch.stack(kls, dim=1))
+    return DrawOutput(canvas_logits=canvas, kl=torch.stack(kls, dim=1),
+                      log_ratio=torch.stack(log_ratios, dim=1) if return_log_ratio else None)

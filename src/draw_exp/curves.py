@@ -1,0 +1,76 @@
+"""Learning curves of runs from their CSV logs: the validation bound against epochs and against wall time.
+
+    python -m draw_exp.curves OUT.png RUN_FOLDER[=LABEL] ...
+
+Reads ``<run folder>/csv/version_*/metrics.csv`` (``logger=csv``), where ``time/elapsed_s`` is logged beside
+each ``val/nll_bound`` (callbacks.elapsed_time).
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+
+def validation_curve(run_folder: str | Path) -> list[dict[str, float]]:
+    """One row per validation: ``step``, ``epoch``, ``nll_bound`` and, where logged, ``elapsed_s``; resumed runs'
+    files (version_0, version_1, ...) are read in order."""
+    rows = []
+    files = sorted(Path(run_folder).glob("csv/version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))
+    if not files:
+        raise FileNotFoundError(f"{run_folder}: no csv/version_*/metrics.csv (was the run's logger=csv?)")
+    for path in files:
+        for row in csv.DictReader(path.open()):
+            if row.get("val/nll_bound"):
+                rows.append({"step": int(row["step"]) + 1, "epoch": int(row["epoch"]) + 1,
+                             "nll_bound": float(row["val/nll_bound"]),
+                             "elapsed_s": float(row["time/elapsed_s"]) if row.get("time/elapsed_s") else None})
+    return rows
+
+
+def plot(curves: dict[str, list[dict]], out: str | Path, steps_per_epoch: int | None = None,
+         reference: dict[str, float] | None = None) -> Path:
+    """Two panels, the validation bound (nats) against epochs (or steps / steps_per_epoch) and against wall time
+    (hours); ``reference``: horizontal lines, e.g. the paper's figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for label, rows in curves.items():
+        x = [r["step"] / steps_per_epoch for r in rows] if steps_per_epoch else [r["epoch"] for r in rows]
+        by_epoch.plot(x, [r["nll_bound"] for r in rows], label=label)
+        timed = [r for r in rows if r["elapsed_s"] is not None]
+        if timed:
+            by_time.plot([r["elapsed_s"] / 3600 for r in timed], [r["nll_bound"] for r in timed], label=label)
+    for name, value in (reference or {}).items():
+        for ax in (by_epoch, by_time):
+            ax.axhline(value, color="grey", linestyle="--", linewidth=1)
+        by_epoch.annotate(name, (0, value), xycoords=("axes fraction", "data"), textcoords="offset points",
+                          xytext=(4, -10), fontsize=8, color="grey")
+    by_epoch.set_xlabel("epochs")
+    by_time.set_xlabel("wall time (hours)")
+    by_epoch.set_ylabel("validation NLL bound (nats per image)")
+    for ax in (by_epoch, by_time):
+        ax.grid(alpha=0.3)
+    by_epoch.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return Path(out)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 2:
+        raise SystemExit(__doc__)
+    curves = {}
+    for spec in argv[1:]:
+        folder, _, label = spec.partition("=")
+        curves[label or Path(folder).name] = validation_curve(folder)
+    print(plot(curves, argv[0], reference={"paper, attention: 80.97": 80.97}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
