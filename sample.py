@@ -3,15 +3,18 @@
 import hydra
 from omegaconf import DictConfig
 
+from draw_exp.console import expected_errors_in_one_line, quiet_library_noise
 from draw_exp.run_folder import register_resolvers
 from draw_exp.scripts import run_sample
 
 register_resolvers()  # ${unique_folder:...} in hydra.run.dir
+quiet_library_noise()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="sample")
 def main(cfg: DictConfig) -> None:
-    run_sample(cfg)
+    with expected_errors_in_one_line():
+        run_sample(cfg)
 
 
 if __name__ == "__main__":

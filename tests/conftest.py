@@ -35,6 +35,12 @@ def write_mnist(root: Path, n_train: int = 200, n_test: int = 100, seed: int = 0
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_folder(tmp_path_factory):
+    """Data caches of the tests (and of the commands they run) go to a temporary folder, not the user's."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+
+
 @pytest.fixture
 def mnist_dir(tmp_path: Path) -> Path:
     return write_mnist(tmp_path / "data")

@@ -11,6 +11,8 @@ import yaml
 from conftest import ROOT, run_train, tiny_without
 from test_train import last_metrics
 
+pytestmark = pytest.mark.slow  # runs train.py, evaluate.py or sample.py as the user does
+
 
 def validate(ckpt, data_dir, devices: int) -> dict:
     result = subprocess.run([sys.executable, str(ROOT / "tests" / "scripts" / "validate_checkpoint.py"), str(ckpt),

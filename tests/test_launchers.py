@@ -1,5 +1,6 @@
 """Many runs from one command: Hydra multiruns on this machine, and SLURM jobs through hydra-submitit-launcher."""
 
+import pytest
 import os
 import signal
 import subprocess
@@ -9,6 +10,8 @@ import time
 import yaml
 
 from conftest import ROOT, run_train, tiny_without
+
+pytestmark = pytest.mark.slow  # runs train.py, evaluate.py or sample.py as the user does
 
 def test_a_hydra_multirun_trains_every_combination_in_its_own_folder(mnist_dir, tmp_path):
     sweep = tmp_path / "multirun"

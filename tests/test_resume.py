@@ -1,5 +1,6 @@
 """`ckpt_path=last` after a crash: model, optimiser, epoch, step, RNG and the W&B run all continue."""
 
+import os
 import signal
 
 import pytest
@@ -7,9 +8,11 @@ import torch
 
 from conftest import ROOT, run_train, tiny_without, write_mnist
 
+pytestmark = pytest.mark.slow  # runs train.py, evaluate.py or sample.py as the user does
+
 # 150 training images in batches of 25: 6 steps an epoch, 12 in all; last.ckpt every 2 steps.
 RUN = [*tiny_without("trainer.max_epochs", "trainer.limit_train_batches"),
-       "trainer.max_epochs=2", "callbacks.periodic_checkpoint.every_n_train_steps=2", "callbacks.pictures=null",
+       "trainer.max_epochs=2", "callbacks.periodic_checkpoint.every_n_train_steps=2",
        "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
 INTERVAL, KILL_AT, TOTAL = 2, 9, 12
 
@@ -27,9 +30,10 @@ def data_dir(tmp_path_factory):
     return write_mnist(tmp_path_factory.mktemp("resume") / "data")
 
 
-def train(run_dir, *overrides, data_dir, env=None):
-    return run_train(*RUN, f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}", *overrides,
-                     cwd=run_dir.parent, env=env)
+def train(run_dir, *overrides, data_dir, env=None, pictures=False):
+    """train.py with RUN; ``pictures``: the default callbacks whole (pictures too), else without pictures."""
+    return run_train(*RUN, *([] if pictures else ["callbacks.pictures=null"]), f"paths.data_dir={data_dir}",
+                     f"hydra.run.dir={run_dir}", *overrides, cwd=run_dir.parent, env=env)
 
 
 def test_a_run_killed_mid_epoch_resumes_to_the_same_step_count(data_dir, tmp_path):
@@ -37,7 +41,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_step_count(data_dir, tmp_pat
     assert whole.returncode == 0, whole.stderr[-3000:]
 
     run_dir = tmp_path / "crashed"
-    killer = {"PYTHONPATH": str(ROOT / "tests" / "scripts")}
+    killer = {"PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "scripts"), os.environ.get("PYTHONPATH", "")])}
     killed = train(run_dir, "logger=wandb", "+callbacks.kill._target_=killer.KillAtStep",
                    f"+callbacks.kill.step={KILL_AT}", data_dir=data_dir, env=killer)
     assert killed.returncode == -signal.SIGKILL
@@ -45,8 +49,11 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_step_count(data_dir, tmp_pat
     assert KILL_AT - INTERVAL <= at_kill["global_step"] < KILL_AT  # at most one checkpoint interval lost
     assert at_kill["epoch"] == 1  # mid-way through the second epoch
 
+    stale = run_dir / "checkpoints" / ".last.ckpt.k1ll3d.tmp"  # as a kill during a save leaves it
+    stale.write_bytes(b"half a checkpoint")
     resumed = train(run_dir, "logger=wandb", "ckpt_path=last", data_dir=data_dir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert not stale.exists()
     final = last_ckpt(run_dir)
     assert final["global_step"] == last_ckpt(tmp_path / "whole")["global_step"] == TOTAL
     assert not torch.equal(weights(final), weights(at_kill))  # it trained on from the checkpoint
@@ -56,12 +63,13 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_step_count(data_dir, tmp_pat
 
 def test_resuming_at_an_epoch_boundary_reproduces_the_uninterrupted_run(data_dir, tmp_path):
     """Two epochs in one go, or one epoch and then a resume for the second: the same weights, since the
-    optimiser state, the RNG (batch order, noise) and the counters all come back."""
-    assert train(tmp_path / "whole", "logger=csv", data_dir=data_dir).returncode == 0
-    first = train(tmp_path / "split", "logger=csv", "trainer.max_epochs=1", data_dir=data_dir)
+    optimiser state, the RNG (batch order, noise) and the counters all come back. With the default callbacks,
+    pictures included: they draw from a generator of their own."""
+    assert train(tmp_path / "whole", "logger=csv", data_dir=data_dir, pictures=True).returncode == 0
+    first = train(tmp_path / "split", "logger=csv", "trainer.max_epochs=1", data_dir=data_dir, pictures=True)
     assert first.returncode == 0, first.stderr[-3000:]
     assert last_ckpt(tmp_path / "split")["global_step"] == TOTAL // 2
-    second = train(tmp_path / "split", "logger=csv", "ckpt_path=last", data_dir=data_dir)
+    second = train(tmp_path / "split", "logger=csv", "ckpt_path=last", data_dir=data_dir, pictures=True)
     assert second.returncode == 0, second.stderr[-3000:]
     whole, split = last_ckpt(tmp_path / "whole"), last_ckpt(tmp_path / "split")
     assert split["global_step"] == whole["global_step"] == TOTAL

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT, TINY
 from draw_exp import run_folder
 
@@ -19,6 +21,7 @@ def test_a_taken_folder_gives_the_next_free_name(tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "2026-01-01").iterdir()) == ["12-00-00", "12-00-00-1", "12-00-00-2"]
 
 
+@pytest.mark.slow
 def test_runs_started_together_never_share_a_folder(mnist_dir, tmp_path):
     """Three train.py started at once with the default run folder (time-stamped to the second)."""
     command = [sys.executable, str(ROOT / "train.py"), *TINY, f"paths.data_dir={mnist_dir}", "logger=csv",

@@ -42,6 +42,7 @@ def test_every_configuration_composes_and_instantiates(path, tmp_path):
 
 
 @pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_a_sampled_command_line_trains(path, tmp_path):
     spec = yaml.safe_load(path.read_text())
     params = grid(spec)[-1]  # the largest corner of the grid
@@ -53,3 +54,16 @@ def test_a_sampled_command_line_trains(path, tmp_path):
     result = run_train(*fixed_overrides(spec), *[f"{k}={v}" for k, v in params.items()], *shrink, *tiny, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)
+def test_a_sweep_file_maps_onto_a_hydra_multirun_of_the_same_grid(path):
+    from draw_exp.sweep_grid import multirun_command
+
+    spec = yaml.safe_load(path.read_text())
+    command = multirun_command(path, ["paths.data_dir=/data"])
+    assert command[1:3] == ["train.py", "-m"] and command[-1] == "paths.data_dir=/data"
+    swept = {a.split("=", 1)[0]: a.split("=", 1)[1].split(",") for a in command[3:-1] if "," in a}
+    combos = [dict(zip(swept, values)) for values in itertools.product(*swept.values())]
+    assert combos == [{k: str(v) for k, v in g.items()} for g in grid(spec)]  # the same runs, in the same order
+    assert "logger=csv" in command and "logger=wandb" not in command

@@ -11,6 +11,8 @@ import torch
 from conftest import TINY, run_train, tiny_without, write_binarized_mnist
 from draw_exp.lit_module import DrawModule
 
+pytestmark = pytest.mark.slow  # runs train.py, evaluate.py or sample.py as the user does
+
 LIMITS = ["trainer.max_steps=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=2"]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -53,8 +55,16 @@ def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
         raise CheckpointError(f"{key}={str(path)!r}: no such checkpoint file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError... for a bad file
+    except Exception as err:
+        # torch's wording differs between versions: "Unsupported global: GLOBAL x.y", "unsupported GLOBAL x.y ..."
+        refused = re.search(r"(?:GLOBAL|global) ([\w.]+)|[Uu]nsupported operand (\S+)", str(err))
+        if isinstance(err, pickle.UnpicklingError) and (refused or "Weights only load failed" in str(err)):
+            what = f"refused: {refused.group(1) or 'operand ' + refused.group(2)}" if refused else "refused"
+            raise CheckpointError(
+                f"{key}={str(path)!r}: this file holds objects other than tensors and plain values ({what}), and "
+                "such objects are never loaded here: a checkpoint is data, never code. Use a checkpoint written by "
+                "draw-exp.") from None
+        # torch raises RuntimeError, EOFError, UnpicklingError... for a truncated or damaged file
         raise CheckpointError(
             f"{key}={str(path)!r}: cannot read this checkpoint ({path.stat().st_size} bytes): it is truncated or "
-            f"corrupt, or holds objects other than tensors and plain values, which are never unpickled here. "
-            f"Cause: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
+            f"corrupt. Cause: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err

@@ -20,3 +20,17 @@ def check_choice(key: str, value, choices) -> str:
     if value not in choices:
         raise ConfigError(f"{key}={value!r} is not allowed: must be one of {', '.join(map(repr, choices))}")
     return value
+
+
+def instantiate_checked(node, **kwargs):
+    """Hydra's ``instantiate``, with a :class:`ConfigError` raised inside the target passed on as it is: one
+    message naming the key, not Hydra's wrapping of it."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, ConfigError):
+            raise err.__cause__ from None
+        raise

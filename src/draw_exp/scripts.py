@@ -10,12 +10,11 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import DataLoader, Subset
 
 from draw_exp.checkpoints import CheckpointError, read_checkpoint
-from draw_exp.errors import ConfigError, check_choice, check_int_range
+from draw_exp.errors import ConfigError, check_choice, check_int_range, instantiate_checked
 from draw_exp.evaluation import evaluate, format_table
 from draw_exp.lit_module import DrawModule
 from draw_exp.pictures import fixed_noise, render_all
@@ -41,8 +40,8 @@ def load_checkpoint(path: str, device: torch.device) -> tuple[DrawModule, dict]:
 
 
 def user_set(key: str) -> bool:
-    """Whether ``key`` was given on this command line."""
-    return any(o.lstrip("+~").split("=", 1)[0] == key for o in HydraConfig.get().overrides.task)
+    """Whether ``key`` was given on this command line (never, outside a Hydra command)."""
+    return HydraConfig.initialized() and any(o.lstrip("+~").split("=", 1)[0] == key for o in HydraConfig.get().overrides.task)
 
 
 def data_config(cfg: DictConfig, checkpoint: dict) -> DictConfig:
@@ -71,7 +70,7 @@ def load_split(cfg: DictConfig, module: DrawModule, checkpoint: dict, split: str
     the split (files may be sorted by class: the first N would not be a fair sample)."""
     data = data_config(cfg, checkpoint)
     data.num_workers, data.download = cfg.num_workers, False
-    datamodule = instantiate(data)
+    datamodule = instantiate_checked(data)
     if tuple(datamodule.image_shape) != tuple(module.hparams.image_shape):
         raise ConfigError(f"data={data._target_} serves images of shape {tuple(datamodule.image_shape)}, but the "
                           f"checkpoint was trained on {tuple(module.hparams.image_shape)}: choose its data set with data=...")

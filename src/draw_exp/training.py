@@ -10,12 +10,11 @@ import time
 from pathlib import Path
 
 import pytorch_lightning as pl
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from draw_exp.checkpoints import CheckpointError, read_checkpoint
 from draw_exp.distributed import launch_ddp_ranks_with_job_overrides, one_job_of_ddp
-from draw_exp.errors import check_int_range
+from draw_exp.errors import ConfigError, check_int_range, instantiate_checked
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +32,59 @@ def resume_checkpoint(cfg: DictConfig) -> tuple[str | None, dict | None]:
                 f"ckpt_path=last: no checkpoints/last.ckpt in the run folder {path.parents[1]}. To resume a run, "
                 "name its folder (hydra.run.dir=<run folder> ckpt_path=last) or its file "
                 "(ckpt_path=<run folder>/checkpoints/last.ckpt).")
-    return str(path), read_checkpoint(path)
+    checkpoint = read_checkpoint(path)
+    remove_stale_temporary_files(Path(path).parent)
+    return str(path), checkpoint
+
+
+def remove_stale_temporary_files(folder: Path) -> None:
+    """A kill during a save leaves its temporary file (``.<name>.*.tmp``, see save_atomically); the resumed run
+    is the only writer of its folder, so those left in the resumed checkpoint's folder are removed."""
+    for stale in folder.glob(".*.ckpt.*.tmp"):
+        log.info("removing %s, left by a save that was interrupted", stale)
+        stale.unlink(missing_ok=True)
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    """The trainer keys Lightning would accept silently, or reject with a message that does not name the key."""
+    devices, strategy = trainer.get("devices"), str(trainer.get("strategy"))
+    if devices != "auto":
+        check_int_range("trainer.devices", devices, 1)
+        if devices > 1 and not strategy.startswith("ddp"):
+            raise ConfigError(f"trainer.devices={devices} with trainer.strategy={strategy} is not allowed: several "
+                              "devices train with DDP; choose trainer=ddp (or trainer.devices=1)")
+    check_int_range("trainer.max_steps", trainer.get("max_steps", -1), -1)
+    if trainer.get("max_epochs") is not None:
+        check_int_range("trainer.max_epochs", trainer.max_epochs, -1)
+    clip = trainer.get("gradient_clip_val")
+    if clip is not None and (not isinstance(clip, (int, float)) or isinstance(clip, bool) or not clip > 0):
+        raise ConfigError(f"trainer.gradient_clip_val={clip!r} is not allowed: must be a number > 0, or null for no "
+                          "clipping")
+
+
+def check_same_model(cfg: DictConfig, checkpoint: dict, path: str) -> None:
+    """A resumed checkpoint must be of the configured model's size: name both sizes, not a tensor-shape dump."""
+    saved = checkpoint.get("hyper_parameters") or {}
+    configured = {"T": cfg.T, "latent_size": cfg.latent_size, "lstm_size": cfg.lstm_size,
+                  **{f"attention.{k}": v for k, v in cfg.attention.items()}}
+    trained = {"T": saved.get("T"), "latent_size": saved.get("latent_size"), "lstm_size": saved.get("lstm_size"),
+               **{f"attention.{k}": v for k, v in (saved.get("attention") or {}).items()}}
+    differ = [k for k in configured if k in trained and trained[k] != configured[k]]
+    if differ:
+        raise ConfigError(f"ckpt_path={path!r} holds a model of another size: "
+                          + ", ".join(f"{k}={trained[k]!r} in the checkpoint, {configured[k]!r} configured" for k in differ)
+                          + ". Resume with the checkpoint's settings (e.g. the same experiment= preset).")
 
 
 def build(cfg: DictConfig, checkpoint: dict | None = None):
     """Instantiate datamodule, module, callbacks, logger and trainer. Reads no data: a bad value fails here.
     ``checkpoint``: the one being resumed; its W&B run id makes the logger continue that run."""
-    check_int_range("seed", cfg.seed, 0)
+    check_trainer(cfg.trainer)
     run_id = (checkpoint or {}).get("wandb_run_id")
     if run_id and cfg.get("logger") and "id" in cfg.logger and cfg.logger.id is None:
         with open_dict(cfg):
             cfg.logger.id = run_id
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate_checked(cfg.data)
     # The run's data settings go into every checkpoint, so evaluate.py and sample.py use the same data set.
     data = OmegaConf.to_container(cfg.data, resolve=True)
     data["data_dir"] = str(Path(data["data_dir"]).resolve())
@@ -52,10 +92,10 @@ def build(cfg: DictConfig, checkpoint: dict | None = None):
     likelihood = OmegaConf.to_container(cfg.likelihood, resolve=True)
     if likelihood["type"] == "auto":
         likelihood["type"] = datamodule.default_likelihood
-    module = instantiate(cfg.model, image_shape=datamodule.image_shape, likelihood=likelihood)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    module = instantiate_checked(cfg.model, image_shape=datamodule.image_shape, likelihood=likelihood)
+    callbacks = [instantiate_checked(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    logger = instantiate_checked(cfg.logger) if cfg.get("logger") else False
+    trainer = instantiate_checked(cfg.trainer, callbacks=callbacks, logger=logger)
     return datamodule, module, trainer
 
 
@@ -106,11 +146,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and test; returns the test metrics (``test/nll_bound`` is the paper's number, in nats). The final
     figures also go to ``<run folder>/metrics.json``; a test bound that is not a finite number fails the run."""
     start = time.perf_counter()
+    check_int_range("seed", cfg.seed, 0, 2**32 - 1)
     ckpt_path, checkpoint = resume_checkpoint(cfg)
+    if checkpoint is not None:
+        check_same_model(cfg, checkpoint, ckpt_path)
     pl.seed_everything(cfg.seed, workers=True)
     launch_ddp_ranks_with_job_overrides()
     with one_job_of_ddp():
         datamodule, module, trainer = build(cfg, checkpoint)
+        if trainer.local_rank == 0:  # the data's files before any logger run starts (Lightning's call is then a no-op)
+            datamodule.prepare_data()
         log_run_settings(cfg, datamodule, trainer)
         # weights_only: a checkpoint is data, never code (see README, "What a checkpoint may contain").
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -120,8 +165,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         results = results[0] if results else {}
         path = write_summary(cfg, trainer, results, best, time.perf_counter() - start)
     log.info("final metrics in %s", path)
+    fail_unless_finite(results, path)
+    return results
+
+
+def fail_unless_finite(results: dict[str, float], summary: Path) -> None:
+    """A run whose test metrics are NaN or infinite has failed, whatever else went well: raise, so it exits
+    non-zero, naming them (``summary`` keeps them for inspection)."""
     bad = {k: v for k, v in results.items() if not math.isfinite(v)}
     if bad:
         raise RunFailedError(f"the run's test metrics are not finite ({', '.join(f'{k}={v}' for k, v in bad.items())}):"
-                             f" the model diverged; see {path}")
-    return results
+                             f" the model diverged; see {summary}")

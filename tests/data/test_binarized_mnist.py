@@ -13,7 +13,8 @@ from draw_exp.data import binarized_mnist as bm
 
 
 def datamodule(root, **kw):
-    args = {"data_dir": str(root), "download": False, "verify": False, "num_workers": 0, "batch_size": 8}
+    args = {"data_dir": str(root), "download": False, "verify": False, "num_workers": 0, "batch_size": 8,
+            "cache_dir": str(root / "cache")}
     return BinarizedMNISTDataModule(**{**args, **kw})
 
 
@@ -35,10 +36,12 @@ def test_parse_agrees_with_a_text_parser(tmp_path):
     np.testing.assert_array_equal(bm.parse_amat(tmp_path / "a.amat"), np.loadtxt(tmp_path / "a.amat", dtype=np.uint8))
 
 
-def test_first_load_caches_beside_a_writable_folder_and_later_loads_skip_the_parse(tmp_path, monkeypatch):
+def test_first_load_caches_in_the_cache_folder_and_later_loads_skip_the_parse(tmp_path, monkeypatch):
     write_binarized_mnist(tmp_path)
     first = datamodule(tmp_path).load_splits()
-    assert (tmp_path / "BinarizedMNIST" / "binarized_mnist_train.amat.cache.pt").is_file()
+    assert len(list((tmp_path / "cache").rglob("binarized_mnist_*.amat.cache.pt"))) == 3
+    assert sorted(p.name for p in (tmp_path / "BinarizedMNIST").iterdir()) == [
+        f"binarized_mnist_{s}.amat" for s in ("test", "train", "valid")]  # even a writable data folder is not written
 
     def no_parse(*args, **kwargs):
         raise AssertionError("the cache should have been used")
@@ -85,6 +88,21 @@ def test_a_corrupt_file_is_named_never_silently_read(tmp_path, damage, message):
     with pytest.raises(OSError, match=message) as err:
         datamodule(tmp_path).load_splits()
     assert "binarized_mnist_valid.amat" in str(err.value)
+
+
+def test_a_copy_parsed_without_checks_never_serves_a_run_that_verifies(tmp_path):
+    """A cache built with verify=false (a 30-image 'test set', say) is rebuilt, and so checked, for verify=true."""
+    write_binarized_mnist(tmp_path)
+    datamodule(tmp_path, verify=False).load_splits()
+    with pytest.raises(OSError, match=r"md5 .* differs from the published"):
+        datamodule(tmp_path, verify=True).load_splits()
+
+
+def test_default_cache_is_the_users_cache_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    write_binarized_mnist(tmp_path / "data")
+    BinarizedMNISTDataModule(data_dir=str(tmp_path / "data"), download=False, verify=False).load_splits()
+    assert len(list((tmp_path / "xdg" / "draw-exp").rglob("*.cache.pt"))) == 3
 
 
 def test_verify_checks_the_published_md5(tmp_path):

@@ -85,3 +85,18 @@ def test_items_are_images_with_their_index():
     for k in range(3):
         image, index = dataset[k]
         assert index == k and torch.equal(image, dataset.image(k))
+
+
+def test_a_failed_download_leaves_no_empty_folders_behind(tmp_path, monkeypatch):
+    """Offline, or a mistyped data folder with downloads on: the error names the files, and the folders the
+    download attempt made are gone (a folder that already existed stays)."""
+    (tmp_path / "data").mkdir()
+
+    def offline_fetch(self):
+        self.folder.mkdir(parents=True)  # as torchvision does before its first request
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(MNISTDataModule, "fetch", offline_fetch)
+    with pytest.raises(FileNotFoundError, match="Downloading failed: no network"):
+        datamodule(tmp_path / "data" / "typo", download=True).prepare_data()
+    assert list(tmp_path.iterdir()) == [tmp_path / "data"] and not any((tmp_path / "data").iterdir())

@@ -81,10 +81,12 @@ def test_svhn_paper_protocol(tmp_path):
     root = tmp_path / "data"
     for split, n in (("train", 12), ("extra", 8), ("test", 6)):
         write_svhn_format1(root / "SVHN" / f"{split}.tar.gz", split, n, seed=len(split))
-    dm = SVHNPaperDataModule(data_dir=str(root), val_size=5, download=False, num_workers=0, batch_size=4)
+    dm = SVHNPaperDataModule(data_dir=str(root), val_size=5, download=False, num_workers=0, batch_size=4,
+                             cache_dir=str(tmp_path / "cache"))
     assert dm.image_shape == (3, 54, 54)
     dm.prepare_data()
-    assert len(list((root / "SVHN").glob("*.cache.pt"))) == 3  # resized once, cached beside the archives
+    assert len(list((tmp_path / "cache").rglob("*.cache.pt"))) == 3  # resized once, cached in the cache folder
+    assert not list((root / "SVHN").glob("*.cache.pt"))  # the data folder is never written
     dm.setup()
     assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 15, "val": 5, "test": 6}
     stored = dm.datasets["test"].images

@@ -130,10 +130,16 @@ class ImageDataModule(pl.LightningDataModule):
     def prepare_data(self) -> None:
         # Lightning calls this on one process per node: the only place that downloads.
         if self.missing_files() and self.download:
+            # The folders a failed download would leave behind, empty: the data folder itself when mistyped.
+            new_folders = [f for f in (self.folder, *self.folder.parents) if not f.exists()]
             try:
                 self.fetch()
             except Exception as err:  # offline: the download libraries raise many kinds
-                raise FileNotFoundError(self.missing_message(f" Downloading failed: {err}")) from err
+                for folder in new_folders:  # deepest first; a folder that holds anything stays
+                    if folder.is_dir() and not any(folder.iterdir()):
+                        folder.rmdir()
+                first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise FileNotFoundError(self.missing_message(f" Downloading failed: {first_line}")) from err
         if self.missing_files():
             raise FileNotFoundError(self.missing_message(" Set data.download=true where a network is available."))
 

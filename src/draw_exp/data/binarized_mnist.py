@@ -54,8 +54,8 @@ class BinarizedMNISTDataModule(ImageDataModule):
     """The official 50,000 / 10,000 / 10,000 split, used as is. Already binary: ``binarize`` does nothing.
 
     ``data_dir`` holds ``BinarizedMNIST/binarized_mnist_{train,valid,test}.amat``. The first load parses the
-    text and caches a packed binary copy (beside the files, or under ``cache_dir`` when their folder is
-    read-only); later loads read the copy.
+    text and caches a packed binary copy under ``cache_dir`` (the user's cache folder by default: the data folder
+    is never written); later loads read the copy.
     """
 
     image_shape = (1, 28, 28)
@@ -86,7 +86,9 @@ class BinarizedMNISTDataModule(ImageDataModule):
         """uint8 ``[N, 1, 28, 28]`` with values 0 or 255, from the cache when it matches the source file."""
         source = self.path(split)
         self.require_files()
-        cached = load_or_build(source, cache_path(source, self.cache_dir), lambda: self._parse(split), CACHE_VERSION)
+        # A copy parsed without the checks (data.verify=false) never serves a run that asks for them.
+        cached = load_or_build(source, cache_path(source, self.cache_dir), lambda: self._parse(split), CACHE_VERSION,
+                               accept=lambda cached: bool(cached.get("verified")) or not self.verify)
         return self._unpack(cached["packed"], cached["count"])
 
     def _parse(self, split: str) -> dict:
@@ -96,7 +98,8 @@ class BinarizedMNISTDataModule(ImageDataModule):
             raise OSError(f"{source}: md5 {actual} differs from the published {checksum}: the file is corrupt or "
                           f"not the original; delete it and download it again (data.verify=false skips this check)")
         pixels = parse_amat(source, count if self.verify else None)
-        return {"packed": torch.from_numpy(np.packbits(pixels, axis=1)), "count": len(pixels)}  # 98 bytes an image
+        return {"packed": torch.from_numpy(np.packbits(pixels, axis=1)), "count": len(pixels),  # 98 bytes an image
+                "verified": self.verify}
 
     @staticmethod
     def _unpack(packed: torch.Tensor, count: int) -> torch.Tensor:

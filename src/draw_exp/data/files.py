@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 from pathlib import Path
 
 import torch
@@ -20,22 +19,14 @@ def md5(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def writable(folder: str | Path) -> bool:
-    """A folder we may write into. Root passes os.access everywhere, so folders whose mode has no write bit
-    (shared, read-only copies of data sets) count as read-only too."""
-    folder = Path(folder)
-    return folder.is_dir() and os.access(folder, os.W_OK) and bool(folder.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-
-
 def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "draw-exp"
 
 
 def cache_path(source: Path, cache_dir: str | Path | None, suffix: str = ".cache.pt") -> Path:
-    """Where the binary copy of ``source`` lives: beside it when its folder is writable, else in ``cache_dir``
-    (by default ~/.cache/draw-exp), under a name that includes the source's folder so copies never clash."""
-    if cache_dir is None and writable(source.parent):
-        return source.with_name(source.name + suffix)
+    """Where the binary copy of ``source`` lives: in ``cache_dir`` (by default the user's cache folder,
+    ~/.cache/draw-exp), never in the data folder, which may be shared by many users and should not change under
+    them; under a name that includes the source's folder so copies never clash."""
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     tag = hashlib.md5(str(source.resolve().parent).encode()).hexdigest()[:8]
     return root / f"{source.parent.name}-{tag}" / (source.name + suffix)
@@ -47,14 +38,15 @@ def source_stamp(source: Path) -> dict:
     return {"path": str(source.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def load_or_build(source: Path, cache: Path, build, version: int = 1) -> dict:
+def load_or_build(source: Path, cache: Path, build, version: int = 1, accept=lambda cached: True) -> dict:
     """The cached dict made from ``source`` when it was made from this very file by this ``version`` of the
-    code; else ``build()``, saved atomically to ``cache`` for next time. An unreadable cache is rebuilt."""
+    code and ``accept(cached)`` holds (e.g. it was verified, when the caller verifies); else ``build()``, saved
+    atomically to ``cache`` for next time. An unreadable cache is rebuilt."""
     stamp = {**source_stamp(source), "version": version}
     if cache.is_file():
         try:
             cached = torch.load(cache, weights_only=True)
-            if cached.get("source") == stamp:
+            if cached.get("source") == stamp and accept(cached):
                 return cached
         except Exception:
             pass  # unreadable or stale: rebuilt below from the source

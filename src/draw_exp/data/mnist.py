@@ -6,6 +6,7 @@ import torch
 from torchvision.datasets import MNIST
 
 from draw_exp.data.base import ImageDataModule
+from draw_exp.errors import check_int_range
 
 # torchvision reads the unpacked IDX files; the .gz archives may sit beside them.
 FILES = {
@@ -24,7 +25,8 @@ class MNISTDataModule(ImageDataModule):
 
     def __init__(self, val_size: int = 5000, **kwargs):
         super().__init__(**kwargs)
-        self.val_size = val_size
+        # the upper bound (the training file's size) is checked when the file is read
+        self.val_size = check_int_range("data.val_size", val_size, 1)
 
     name = "MNIST"
     source = "torchvision's mirrors, IDX layout"

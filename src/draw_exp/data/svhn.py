@@ -30,7 +30,7 @@ class SVHNDataModule(ImageDataModule):
     def __init__(self, val_size: int = 5000, use_extra: bool = False, **kwargs):
         kwargs.setdefault("binarize", "none")
         super().__init__(**kwargs)
-        self.val_size = val_size
+        self.val_size = check_int_range("data.val_size", val_size, 1)  # the upper bound: when the file is read
         self.use_extra = use_extra
 
     subfolder = "SVHN"
@@ -145,7 +145,7 @@ class SVHNPaperDataModule(ImageDataModule):
         self.size = check_int_range("data.size", size, 1)
         self.crop = check_int_range("data.crop", crop, 1, size, "at most data.size")
         self.image_shape = (3, crop, crop)
-        self.val_size = val_size
+        self.val_size = check_int_range("data.val_size", val_size, 1)  # the upper bound: when the file is read
         self.use_extra = use_extra
         self.enlarge = enlarge
         self.cache_dir = cache_dir
