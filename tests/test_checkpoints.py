@@ -84,3 +84,23 @@ def test_reading_a_checkpoint_never_runs_code_from_it(tmp_path):
     message = str(raised.value)
     assert "refused: posix.system" in message or "refused: os.system" in message, message
     assert "weights_only" not in message and "corrupt" not in message  # no hint to disable the check
+
+
+def test_a_slim_copy_keeps_the_model_and_its_data_settings_only(tmp_path):
+    from draw_exp.checkpoints import slim_checkpoint
+    from draw_exp.lit_module import DrawModule
+    from draw_exp.scripts import load_checkpoint
+
+    module = DrawModule(image_shape=(1, 6, 6), T=2, latent_size=3, lstm_size=8, attention={"type": "none"},
+                        engine="fused_loop")
+    full = {"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict(), "global_step": 7,
+            "epoch": 1, "optimizer_states": [{"state": {0: torch.zeros(1000)}}], "rng_states": {"torch": b"x"},
+            "datamodule_hyper_parameters": {"_target_": "draw_exp.data.MNISTDataModule", "data_dir": "/home/a/data"}}
+    torch.save(full, tmp_path / "full.ckpt")
+    slim_checkpoint(tmp_path / "full.ckpt", tmp_path / "slim.ckpt")
+    slim = read_checkpoint(tmp_path / "slim.ckpt")
+    assert set(slim) == {"hyper_parameters", "state_dict", "datamodule_hyper_parameters", "global_step", "epoch"}
+    assert slim["datamodule_hyper_parameters"]["data_dir"] == "data" and slim["global_step"] == 7
+    restored, _ = load_checkpoint(str(tmp_path / "slim.ckpt"), "cpu")
+    for name, tensor in module.state_dict().items():
+        assert torch.equal(restored.state_dict()[name], tensor), name

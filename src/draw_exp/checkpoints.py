@@ -68,3 +68,26 @@ def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
         raise CheckpointError(
             f"{key}={str(path)!r}: cannot read this checkpoint ({path.stat().st_size} bytes): it is truncated or "
             f"corrupt. Cause: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
+
+
+SHARED_KEYS = ("hyper_parameters", "state_dict", "datamodule_hyper_parameters", "global_step", "epoch")
+
+
+def slim_checkpoint(source: str | Path, target: str | Path, data_dir: str = "data") -> Path:
+    """A copy of a training checkpoint for sharing: the model's settings and weights, its run's data settings
+    (``data_dir`` replaced, since the training machine's folder means nothing elsewhere), step and epoch; no
+    optimiser state, RNG states or logger ids. evaluate.py and sample.py read it like the full one."""
+    checkpoint = read_checkpoint(source)
+    slim = {key: checkpoint[key] for key in SHARED_KEYS if key in checkpoint}
+    if "datamodule_hyper_parameters" in slim:
+        slim["datamodule_hyper_parameters"] = {**slim["datamodule_hyper_parameters"], "data_dir": data_dir}
+    save_atomically(slim, target)
+    return Path(target)
+
+
+if __name__ == "__main__":  # python -m draw_exp.checkpoints SOURCE TARGET: a slim copy for sharing
+    import sys
+
+    if len(sys.argv) != 3:
+        raise SystemExit("usage: python -m draw_exp.checkpoints SOURCE.ckpt TARGET.ckpt")
+    print(slim_checkpoint(sys.argv[1], sys.argv[2]))
