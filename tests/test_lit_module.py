@@ -223,6 +223,23 @@ def test_checkpoints_of_the_model_compile_era_load_with_their_engine():
         tiny(compile="max-autotune")
 
 
+def test_a_skipped_batch_logs_no_loss_of_its_own(tmp_path):
+    """The skipped step's loss is NaN in the log, not the previous batch's value repeated."""
+    import csv
+
+    from pytorch_lightning.loggers import CSVLogger
+
+    module = PlantedNaN(image_shape=(1, 28, 28), T=2, latent_size=4, lstm_size=16, attention=GAUSSIAN,
+                        nonfinite="skip", engine="fused_loop")
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=CSVLogger(tmp_path), log_every_n_steps=1,
+                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    trainer.fit(module, DataLoader(blobs(16), batch_size=4))
+    rows = [r for r in csv.DictReader(next(tmp_path.rglob("metrics.csv")).open()) if r["train/loss_step"]]
+    losses = [float(r["train/loss_step"]) for r in rows]
+    assert len(losses) == 4 and math.isnan(losses[1]) and all(math.isfinite(v) for i, v in enumerate(losses) if i != 1)
+    assert rows[1]["train/skipped_batches"] == "1.0"
+
+
 def test_nonfinite_must_be_error_or_skip():
     with pytest.raises(ConfigError, match="model.nonfinite='ignore' is not allowed"):
         tiny(nonfinite="ignore")

@@ -118,12 +118,21 @@ class DrawModule(pl.LightningModule):
     def log_terms(self, terms: dict[str, torch.Tensor], stage: str, batch_size: int) -> None:
         for term, value in terms.items():
             metric = self.metrics[f"{stage}_{term}"]
-            if stage == "train":
-                metric(value.detach())  # forward() also keeps this batch's value for the step-level log
+            metric.update(value.detach())
+            if stage == "train":  # this batch's mean, and the epoch's running mean
+                self.log(f"train/{term}_step", value.detach().mean(), on_step=True, on_epoch=False,
+                         prog_bar=term == "loss", batch_size=batch_size)
+                self.log(f"train/{term}_epoch", metric, on_step=False, on_epoch=True, batch_size=batch_size)
             else:
-                metric.update(value)
-            self.log(f"{stage}/{term}", metric, on_step=stage == "train", on_epoch=True,
-                     prog_bar=term in ("loss", "nll_bound"), batch_size=batch_size)
+                self.log(f"{stage}/{term}", metric, on_epoch=True, prog_bar=term == "nll_bound", batch_size=batch_size)
+
+    def log_skipped_step(self, batch_size: int) -> None:
+        """A skipped batch has no loss: its step-level terms are logged as NaN, never as the last batch's values
+        (which a logger would otherwise repeat, and a flat curve would hide the divergence)."""
+        for term in TERMS:
+            self.log(f"train/{term}_step", float("nan"), on_step=True, on_epoch=False, prog_bar=term == "loss",
+                     batch_size=batch_size)
+        self.log("train/skipped_batches", float(self.skipped_batches), on_step=True, on_epoch=False)
 
     def training_step(self, batch, batch_idx):
         x = unpack_batch(batch)[0]
@@ -140,7 +149,7 @@ class DrawModule(pl.LightningModule):
                     f"{self.skipped_batches} batches skipped for a non-finite loss, more than "
                     f"model.max_skipped_batches={self.hparams.max_skipped_batches}: training has diverged. Last: {message}")
             rank_zero_warn(f"skipped: {message}")
-            self.log("train/skipped_batches", float(self.skipped_batches), on_step=True, on_epoch=False)
+            self.log_skipped_step(x.shape[0])
             return None  # Lightning skips backward and the optimiser step for this batch
         self.log_terms(terms, "train", x.shape[0])
         return loss
