@@ -1,6 +1,6 @@
 """Learning curves of runs from their CSV logs: the validation bound against epochs and against wall time.
 
-    python -m draw_exp.curves OUT.png RUN_FOLDER[=LABEL] ...
+    python -m draw_exp.curves OUT.png RUN_FOLDER[=LABEL] ... [--steps-per-epoch N]
 
 Reads ``<run folder>/csv/version_*/metrics.csv`` (``logger=csv``), where ``time/elapsed_s`` is logged beside
 each ``val/nll_bound`` (callbacks.elapsed_time).
@@ -63,13 +63,20 @@ def plot(curves: dict[str, list[dict]], out: str | Path, steps_per_epoch: int | 
 
 
 def main(argv: list[str]) -> None:
+    """``--steps-per-epoch N`` puts validations at step / N on the epoch axis (a run stopped mid-epoch and
+    resumed counts its epochs from the stop)."""
+    steps_per_epoch = None
+    if "--steps-per-epoch" in argv:
+        i = argv.index("--steps-per-epoch")
+        steps_per_epoch = int(argv[i + 1])
+        argv = argv[:i] + argv[i + 2 :]
     if len(argv) < 2:
         raise SystemExit(__doc__)
     curves = {}
     for spec in argv[1:]:
         folder, _, label = spec.partition("=")
         curves[label or Path(folder).name] = validation_curve(folder)
-    print(plot(curves, argv[0], reference={"paper, attention: 80.97": 80.97}))
+    print(plot(curves, argv[0], steps_per_epoch, reference={"paper, attention: 80.97": 80.97}))
 
 
 if __name__ == "__main__":

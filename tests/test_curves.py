@@ -1,0 +1,21 @@
+"""Learning curves from a run's CSV log, resumed runs included."""
+
+from draw_exp.curves import plot, validation_curve
+
+
+def write_metrics(folder, rows):
+    folder.mkdir(parents=True)
+    lines = ["epoch,step,train/loss_step,val/nll_bound,time/elapsed_s"] + [",".join(map(str, r)) for r in rows]
+    (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_validation_curve_reads_every_version_in_order_and_the_plot_is_written(tmp_path):
+    run = tmp_path / "run"
+    write_metrics(run / "csv" / "version_0", [(0, 49, 200.0, "", ""), (0, 99, "", 150.0, 60.0)])
+    write_metrics(run / "csv" / "version_1", [(1, 199, "", 120.0, 130.5)])  # the resumed part
+    write_metrics(run / "csv" / "version_10", [(2, 299, "", 110.0, "")])  # sorted by number, not as text
+    rows = validation_curve(run)
+    assert [(r["step"], r["epoch"], r["nll_bound"], r["elapsed_s"]) for r in rows] == [
+        (100, 1, 150.0, 60.0), (200, 2, 120.0, 130.5), (300, 3, 110.0, None)]
+    out = plot({"run": rows}, tmp_path / "curves.png", steps_per_epoch=100, reference={"paper": 80.97})
+    assert out.stat().st_size > 10_000
