@@ -14,7 +14,13 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 
 def save_atomically(obj, path: str | Path) -> None:
-    """torch.save to a temporary file in the same folder, flush it to disk, then rename it over ``path``.
+    """torch.save ``obj`` to ``path`` with :func:`write_atomically`."""
+    write_atomically(path, lambda f: torch.save(obj, f))
+
+
+def write_atomically(path: str | Path, write) -> None:
+    """``write(f)`` into a temporary file in the same folder (binary), flush it to disk, then rename it over
+    ``path``.
 
     The rename is atomic on one file system, so a crash or a SIGKILL at any moment leaves either the old file or
     the new one at ``path``, never a truncated one (at worst a stray ``.<name>.*.tmp`` beside it)."""
@@ -23,7 +29,7 @@ def save_atomically(obj, path: str | Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes it private; these files are as readable as the run folder

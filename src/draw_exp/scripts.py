@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import DataLoader, Subset
 
-from draw_exp.checkpoints import CheckpointError, read_checkpoint
+from draw_exp.checkpoints import CheckpointError, read_checkpoint, write_atomically
 from draw_exp.errors import ConfigError, check_choice, check_int_range, instantiate_checked
 from draw_exp.evaluation import evaluate, format_table
 from draw_exp.lit_module import DrawModule
@@ -69,7 +69,7 @@ def load_split(cfg: DictConfig, module: DrawModule, checkpoint: dict, split: str
     """The ``split`` of the checkpoint's data set as a loader; ``limit_images``: that many images spread evenly over
     the split (files may be sorted by class: the first N would not be a fair sample)."""
     data = data_config(cfg, checkpoint)
-    data.num_workers, data.download = cfg.num_workers, False
+    data.download = False  # evaluation reads the files the run trained on; it never fetches
     datamodule = instantiate_checked(data)
     if tuple(datamodule.image_shape) != tuple(module.hparams.image_shape):
         raise ConfigError(f"data={data._target_} serves images of shape {tuple(datamodule.image_shape)}, but the "
@@ -85,9 +85,7 @@ def load_split(cfg: DictConfig, module: DrawModule, checkpoint: dict, split: str
 def add_results(path: Path, rows: list[dict]) -> None:
     """Append ``rows`` to the JSON list at ``path`` (earlier evaluations are kept), written atomically."""
     earlier = json.loads(path.read_text()) if path.is_file() else []
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(earlier + rows, indent=2))
-    os.replace(tmp, path)
+    write_atomically(path, lambda f: f.write(json.dumps(earlier + rows, indent=2).encode()))
 
 
 def run_evaluate(cfg: DictConfig) -> list[dict]:
