@@ -18,14 +18,14 @@ import torch
 
 from draw_exp.likelihoods import bernoulli_nll
 from draw_exp.model import DRAW
-from draw_exp.model.reference import reference_forward
 from train_step import add_model_arguments  # bench/ is on the path when this file runs as a script
 
 
-def loss_and_grads(model, forward, x, noise, autocast=False):
+def loss_and_grads(model, engine, x, noise, autocast=False):
+    model.set_engine(engine)
     model.zero_grad(set_to_none=True)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
-        out = forward(model, x, noise)
+        out = model(x, noise=noise)
     logits, kl = out.canvas_logits.to(x.dtype), out.kl.to(x.dtype)  # autocast's bf16 results, back to x's dtype
     loss = (bernoulli_nll(logits, x) + kl.sum(1)).mean()
     loss.backward()
@@ -41,21 +41,16 @@ def main():
     a = parser.parse_args()
 
     torch.manual_seed(a.seed)
-    model = DRAW((1, 28, 28), a.T, a.latent, a.lstm, a.attention, a.read, a.write, engine="fused_loop").to(a.device)
+    model = DRAW((1, 28, 28), a.T, a.latent, a.lstm, a.attention, a.read, a.write).to(a.device)
     x = torch.rand(a.batch, 1, 28, 28, device=a.device).bernoulli()
     noise = torch.randn(a.T, a.batch, a.latent, device=a.device)
 
-    def engine(m, x, noise):
-        return m(x, noise=noise)
-
-    rows = {"textbook loop, float32": loss_and_grads(model, reference_forward, x, noise),
-            "fused_loop": loss_and_grads(model, engine, x, noise),
-            "fused_loop, bf16 autocast": loss_and_grads(model, engine, x, noise, autocast=True)}
-    model.set_engine("handwritten_bptt")
-    rows["handwritten_bptt"] = loss_and_grads(model, engine, x, noise)
-    model.set_engine("fused_loop")  # for the float64 reference
+    rows = {"textbook loop, float32": loss_and_grads(model, "textbook", x, noise),
+            "fused_loop": loss_and_grads(model, "fused_loop", x, noise),
+            "fused_loop, bf16 autocast": loss_and_grads(model, "fused_loop", x, noise, autocast=True),
+            "handwritten_bptt": loss_and_grads(model, "handwritten_bptt", x, noise)}
     model.double()
-    exact_loss, exact = loss_and_grads(model, reference_forward, x.double(), noise.double())
+    exact_loss, exact = loss_and_grads(model, "textbook", x.double(), noise.double())
 
     print(f"device {a.device}, attention {a.attention}, batch {a.batch}, T {a.T}, LSTM {a.lstm}, z {a.latent}; "
           f"float64 textbook loss {exact_loss:.6f} nats")

@@ -6,11 +6,11 @@ achieved FLOP rate as a fraction of this machine's matrix-multiply rate at the m
     python bench/train_step.py --attention gaussian --T 64 --batch 100 --lstm 256 --latent 100 --read 2 --write 5
 
 Each mode is one model.engine, run in its own process (so peak memory is its own):
-  textbook               the paper's loop (draw_exp.model.reference: LSTMCell calls, separate filterbanks and
+  textbook               DRAW.forward's own loop, the paper's equations (LSTMCell calls, separate filterbanks and
                          glimpses): the baseline of the ratio column
   fused_loop             the step loop with fused projections, eager PyTorch under autograd
   handwritten_bptt       the T steps as one autograd node with a hand-written backward, kernels compiled
-                         (draw_exp.model.recurrence)
+                         (draw_exp.model.engines.handwritten_bptt)
   fused_loop_cudagraphs  the fused loop with its body compiled in mode="reduce-overhead" (CUDA graphs on a GPU)
 Timings: median of --steps steps after --warmup steps (forward, backward, Adam step).
 """

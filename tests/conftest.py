@@ -157,3 +157,22 @@ def write_svhn_format1(path: Path, split: str, n: int, seed: int = 0):
         add("digitStruct.mat", struct.read_bytes())
         struct.unlink()
     return entries
+
+
+def write_cifar10(root: Path, per_batch: int = 12, n_test: int = 10, seed: int = 0) -> dict[str, np.ndarray]:
+    """CIFAR-10's python version under ``root/cifar-10-batches-py``: five training batches, a test batch and
+    batches.meta, each a pickled dict; ``data`` rows are 3,072 bytes, the red plane then green then blue."""
+    import pickle
+
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, n in [(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", n_test)]:
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        written[name] = data
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": data, "labels": rng.integers(0, 10, n).tolist()}, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, f)
+    return written

@@ -89,7 +89,7 @@ def test_reading_a_checkpoint_never_runs_code_from_it(tmp_path):
 def test_a_slim_copy_keeps_the_model_and_its_data_settings_only(tmp_path):
     from draw_exp.checkpoints import slim_checkpoint
     from draw_exp.lit_module import DrawModule
-    from draw_exp.scripts import load_checkpoint
+    from draw_exp.checkpoint_tasks import load_checkpoint
 
     module = DrawModule(image_shape=(1, 6, 6), T=2, latent_size=3, lstm_size=8, attention={"type": "none"},
                         engine="fused_loop")

@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 
 from draw_exp.data import BinarizedMNISTDataModule, ImageDataModule
 from draw_exp.errors import ConfigError
+from draw_exp.lit_classifier import ClassifierModule
 from draw_exp.lit_module import DrawModule
 from draw_exp.training import build
 
@@ -36,7 +37,7 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path):
         pytest.skip("trainer=gpu instantiates only where CUDA is available")
     datamodule, module, trainer = build(cfg)
     assert isinstance(datamodule, ImageDataModule)
-    assert isinstance(module, DrawModule) and isinstance(trainer, pl.Trainer)
+    assert isinstance(module, (DrawModule, ClassifierModule)) and isinstance(trainer, pl.Trainer)
     assert module.model.T == cfg.T and module.model.lstm_size == cfg.lstm_size
 
 

@@ -54,8 +54,8 @@ def exact_nll(m: DrawModule, x: torch.Tensor) -> torch.Tensor:
     z = torch.linspace(-12, 12, 200_001, dtype=torch.float64)
     with torch.no_grad():
         model.double()
-        _, _, dec = model._initial(len(z))
-        h, _ = model.decoder(z[:, None], dec)
+        state = model.initial_state(len(z))
+        h, _ = model.decoder(z[:, None], (state.h_dec, state.c_dec))
         logits = model.canvas0 + model.attention.write(h)[0]  # [Z, 1, 1, 2]
         log_prior = -0.5 * z**2 - 0.5 * math.log(2 * math.pi)
         out = []

@@ -1,4 +1,4 @@
-"""Callbacks: pictures in front of the researcher each validation epoch; what a resume needs, in each checkpoint."""
+"""Callbacks: pictures in front of the researcher each validation epoch (DRAW's drawings, the classifier's glimpses); what a resume needs, in each checkpoint."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from draw_exp.data import unpack_batch
-from draw_exp.pictures import fixed_noise, render_all
+from draw_exp.errors import check_int_range
+from draw_exp.pictures import fixed_noise, glimpse_trajectories, render_all
 
 
 class Pictures(pl.Callback):
@@ -43,16 +44,47 @@ class Pictures(pl.Callback):
             return
         model = pl_module.model
         noise, recon_noise = fixed_noise(model, self.num_images, len(self._val_images), self.seed, pl_module.device)
-        folder = os.path.join(trainer.default_root_dir, "pictures", f"step{trainer.global_step:08d}")
-        files = render_all(model, self._val_images, noise, folder, self.animated, self.strip_every, self.scale,
-                           recon_noise)
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                for key, path in files.items():
-                    if path.suffix == ".gif":
-                        logger.log_video(f"pictures/{key}", [str(path)], step=trainer.global_step, format=["gif"])
-                    else:
-                        logger.log_image(f"pictures/{key}", [str(path)], step=trainer.global_step)
+        files = render_all(model, self._val_images, noise, pictures_folder(trainer), self.animated, self.strip_every,
+                           self.scale, recon_noise)
+        send_pictures(trainer, files)
+
+
+def pictures_folder(trainer: pl.Trainer) -> str:
+    return os.path.join(trainer.default_root_dir, "pictures", f"step{trainer.global_step:08d}")
+
+
+def send_pictures(trainer: pl.Trainer, files: dict) -> None:
+    """The picture files to W&B, when it is a logger: GIFs as videos, the rest as images."""
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            for key, path in files.items():
+                if path.suffix == ".gif":
+                    logger.log_video(f"pictures/{key}", [str(path)], step=trainer.global_step, format=["gif"])
+                else:
+                    logger.log_image(f"pictures/{key}", [str(path)], step=trainer.global_step)
+
+
+class GlimpsePictures(pl.Callback):
+    """For the attention classifier: every ``every_n_epochs`` validations, on rank zero, the first ``num_images``
+    validation images with their glimpse windows (one colour per step) and the predicted class, to
+    ``<run folder>/pictures/step<global step>/glimpses.png`` and to W&B."""
+
+    def __init__(self, num_images: int = 16, scale: int = 2, every_n_epochs: int = 1):
+        self.num_images = check_int_range("callbacks.glimpses.num_images", num_images, 1)
+        self.scale = check_int_range("callbacks.glimpses.scale", scale, 1)
+        self.every_n_epochs = check_int_range("callbacks.glimpses.every_n_epochs", every_n_epochs, 1)
+        self.val_batch: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if batch_idx == 0:
+            self.val_batch = (batch[0][: self.num_images].detach(), batch[1][: self.num_images].detach())
+
+    @rank_zero_only
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking or self.val_batch is None or trainer.current_epoch % self.every_n_epochs:
+            return
+        send_pictures(trainer, glimpse_trajectories(pl_module.model, *self.val_batch, pictures_folder(trainer),
+                                                    self.scale))
 
 
 class ElapsedTime(pl.Callback):

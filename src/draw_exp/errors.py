@@ -22,6 +22,14 @@ def check_choice(key: str, value, choices) -> str:
     return value
 
 
+def check_adam(lr, betas) -> None:
+    """Adam's ``model.lr`` (a number > 0) and ``model.betas`` (two numbers in [0, 1))."""
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
+        raise ConfigError(f"model.lr={lr!r} is not allowed: must be a number > 0")
+    if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
+        raise ConfigError(f"model.betas={list(betas)!r} is not allowed: must be two numbers in [0, 1), Adam's β1, β2")
+
+
 def instantiate_checked(node, **kwargs):
     """Hydra's ``instantiate``, with a :class:`ConfigError` raised inside the target passed on as it is: one
     message naming the key, not Hydra's wrapping of it."""

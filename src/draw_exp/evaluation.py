@@ -81,3 +81,24 @@ def format_table(rows: list[dict]) -> str:
         lines.append(f"{r['bound']:<6} {r['K']:>6} {r['nll_bound']:>17.3f} {r['stderr']:>8.3f} {r['images']:>7} "
                      f"{r['seconds']:>9.1f}" + (f"   {r['bits_per_dim']:.4f} bits/dim" if "bits_per_dim" in r else ""))
     return "\n".join(lines)
+
+
+@torch.no_grad()
+def evaluate_classifier(module, loader, device: str | torch.device = "cpu") -> dict:
+    """The attention classifier's error (percent, with its standard error) and cross-entropy (nats per image)
+    over ``(image, label)`` batches: ``{"error", "stderr", "loss", "images", "seconds"}``."""
+    module = module.to(device).eval()
+    start, wrong, losses = time.perf_counter(), [], []
+    for x, labels in loader:
+        logits = module.model(x.to(device)).logits
+        labels = labels.to(device)
+        wrong.append((logits.argmax(1) != labels).double().cpu())
+        losses.append(torch.nn.functional.cross_entropy(logits, labels, reduction="none").double().cpu())
+    error, stderr = summarise(100 * torch.cat(wrong))
+    return {"error": error, "stderr": stderr, "loss": torch.cat(losses).mean().item(), "images": len(torch.cat(wrong)),
+            "seconds": round(time.perf_counter() - start, 3)}
+
+
+def format_classifier_row(row: dict) -> str:
+    return (f"{'error (%)':>10} {'± s.e.':>7} {'loss (nats)':>12} {'images':>7} {'seconds':>9}\n"
+            f"{row['error']:>10.2f} {row['stderr']:>7.2f} {row['loss']:>12.4f} {row['images']:>7} {row['seconds']:>9.1f}")

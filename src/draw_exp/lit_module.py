@@ -12,7 +12,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from draw_exp.data import unpack_batch
-from draw_exp.errors import ConfigError, check_choice, check_int_range
+from draw_exp.errors import ConfigError, check_adam, check_choice, check_int_range
 from draw_exp.likelihoods import build_likelihood
 from draw_exp.model import DRAW, DrawOutput
 
@@ -58,11 +58,8 @@ class DrawModule(pl.LightningModule):
         compile: str | None = None,
     ):
         super().__init__()
-        if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
-            raise ConfigError(f"model.lr={lr!r} is not allowed: must be a number > 0")
+        check_adam(lr, betas)
         check_int_range("model.eval_noise_seed", eval_noise_seed, 0)
-        if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
-            raise ConfigError(f"model.betas={list(betas)!r} is not allowed: must be two numbers in [0, 1), Adam's β1, β2")
         check_choice("model.nonfinite", nonfinite, NONFINITE)
         check_int_range("model.max_skipped_batches", max_skipped_batches, 0)
         check_int_range("model.lr_warmup_steps", lr_warmup_steps, 0)

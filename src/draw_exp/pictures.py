@@ -179,3 +179,36 @@ def render_all(model, images: torch.Tensor, noise: torch.Tensor, folder: str | P
 
 def _first(params: AttentionParams | None, n: int) -> AttentionParams | None:
     return None if params is None else AttentionParams(*(field[:, :n] for field in params))
+
+
+def step_colours(steps: int) -> list[tuple[int, int, int]]:
+    """One colour per glimpse, from blue (the first) through green to red (the last)."""
+    import colorsys
+
+    return [tuple(round(255 * c) for c in colorsys.hsv_to_rgb(0.66 * (1 - t / max(steps - 1, 1)), 1, 1))
+            for t in range(steps)]
+
+
+@torch.no_grad()
+def glimpse_trajectories(classifier, images: torch.Tensor, labels: torch.Tensor, folder: str | Path,
+                         scale: int = 2, columns: int = 8) -> dict[str, Path]:
+    """The paper's Figure 4: each image with its T glimpse windows drawn over it, one colour per step (blue first,
+    red last), and the predicted and true class above it. ``images`` ``[N, C, H, W]``, ``labels`` ``[N]``.
+    Writes ``glimpses.png`` to ``folder``; returns ``{"glimpses": path}``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = classifier(images)
+    predicted = out.logits.argmax(1).tolist()
+    colours = step_colours(classifier.T)
+    pictures = []
+    for i, image in enumerate(images):
+        picture = to_pil(image, scale)
+        for t in range(classifier.T):
+            box = attention_box(out.glimpses.gx[t, i].item(), out.glimpses.gy[t, i].item(),
+                                out.glimpses.delta[t, i].item(), classifier.read_size)
+            draw_box(picture, box, colours[t], scale)
+        ImageDraw.Draw(picture).text((2, 1), f"{predicted[i]} ({int(labels[i])})", fill=(255, 255, 0))
+        pictures.append(picture)
+    path = folder / "glimpses.png"
+    tile(pictures, min(columns, len(pictures))).save(path)
+    return {"glimpses": path}

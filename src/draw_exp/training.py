@@ -67,7 +67,7 @@ def check_same_model(cfg: DictConfig, checkpoint: dict, path: str) -> None:
     saved = checkpoint.get("hyper_parameters") or {}
     configured = {"T": cfg.T, "latent_size": cfg.latent_size, "lstm_size": cfg.lstm_size,
                   **{f"attention.{k}": v for k, v in cfg.attention.items()}}
-    trained = {"T": saved.get("T"), "latent_size": saved.get("latent_size"), "lstm_size": saved.get("lstm_size"),
+    trained = {**{k: saved[k] for k in ("T", "latent_size", "lstm_size") if k in saved},  # a classifier has no z
                **{f"attention.{k}": v for k, v in (saved.get("attention") or {}).items()}}
     differ = [k for k in configured if k in trained and trained[k] != configured[k]]
     if differ:
@@ -89,10 +89,13 @@ def build(cfg: DictConfig, checkpoint: dict | None = None):
     data = OmegaConf.to_container(cfg.data, resolve=True)
     data["data_dir"] = str(Path(data["data_dir"]).resolve())
     datamodule.save_hyperparameters(data)
-    likelihood = OmegaConf.to_container(cfg.likelihood, resolve=True)
-    if likelihood["type"] == "auto":
-        likelihood["type"] = datamodule.default_likelihood
-    module = instantiate_checked(cfg.model, image_shape=datamodule.image_shape, likelihood=likelihood)
+    module_settings = {"image_shape": datamodule.image_shape}
+    if "likelihood" in cfg.model:  # DRAW's; the classifier has none
+        likelihood = OmegaConf.to_container(cfg.likelihood, resolve=True)
+        if likelihood["type"] == "auto":
+            likelihood["type"] = datamodule.default_likelihood
+        module_settings["likelihood"] = likelihood
+    module = instantiate_checked(cfg.model, **module_settings)
     callbacks = [instantiate_checked(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     logger = instantiate_checked(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate_checked(cfg.trainer, callbacks=callbacks, logger=logger)
@@ -129,7 +132,7 @@ def write_summary(cfg: DictConfig, trainer: pl.Trainer, results: dict, best: str
     best_score = getattr(callback, "best_model_score", None)
     summary = {
         "test": results,
-        "best_val/nll_bound": None if best_score is None else float(best_score),
+        f"best_{getattr(callback, 'monitor', None) or 'val/nll_bound'}": None if best_score is None else float(best_score),
         "best_checkpoint": best or None,
         "global_step": trainer.global_step,
         "epochs_completed": trainer.current_epoch,

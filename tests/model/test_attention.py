@@ -5,8 +5,7 @@ import math
 import pytest
 import torch
 
-from draw_exp.model.attention import (AttentionParams, GaussianAttention, NoAttention, filterbank,
-                                      filterbank_batch_last, glimpse, scatter)
+from draw_exp.model.attention import AttentionParams, GaussianAttention, NoAttention, filterbank, glimpse, scatter
 
 
 @pytest.fixture(autouse=True)
@@ -33,37 +32,15 @@ def test_filterbank_matches_direct_evaluation(N, length):
     center, delta, sigma2 = torch.tensor([10.3, 4.0]), torch.tensor([2.1, 0.7]), torch.tensor([1.7, 3.2])
     fb = filterbank(center, delta, sigma2, N, length)
     assert fb.shape == (2, N, length)
-    batch_last = filterbank_batch_last(center, delta, sigma2, N, length)
-    assert batch_last.shape == (N, length, 2)
     for b in range(2):
         expected = direct_filterbank(center[b].item(), delta[b].item(), sigma2[b].item(), N, length)
         torch.testing.assert_close(fb[b], expected, rtol=1e-10, atol=1e-12)
-        torch.testing.assert_close(batch_last[:, :, b], expected, rtol=1e-10, atol=1e-12)
 
 
 def test_filterbank_rows_sum_to_one_even_far_outside_the_image():
     center = torch.tensor([14.0, -300.0, 500.0])
     fb = filterbank(center, torch.ones(3), torch.full((3,), 0.01), 4, 28)
     torch.testing.assert_close(fb.sum(-1), torch.ones(3, 4))
-    batch_last = filterbank_batch_last(center, torch.ones(3), torch.full((3,), 0.01), 4, 28)
-    torch.testing.assert_close(batch_last.permute(2, 0, 1), fb)
-
-
-@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 20, 30)])
-def test_batch_last_read_and_write_equal_the_batch_first_ones(shape):
-    """The forms the hand-written recurrence uses: images [C, H, W, B], heads [P, B] (the fused heads' rows)."""
-    torch.manual_seed(0)
-    attention = GaussianAttention(shape, lstm_size=8, read_size=3, write_size=4)
-    h_dec, x = torch.randn(5, 8), torch.rand(5, *shape)
-    canvas = torch.randn(5, *shape)
-    x_err = x - torch.sigmoid(canvas)
-    weight, bias = attention.head_weights()
-    heads = (h_dec @ weight.t() + bias).t()  # [P, B]
-    read, _ = attention.read(x, x_err, h_dec)
-    torch.testing.assert_close(attention.read_batch_last(x.permute(1, 2, 3, 0), canvas.permute(1, 2, 3, 0), heads),
-                               read.t())
-    write, _ = attention.write(h_dec)
-    torch.testing.assert_close(attention.write_batch_last(heads), write.permute(1, 2, 3, 0))
 
 
 def test_attention_params_follow_equations_21_to_24():

@@ -8,8 +8,8 @@ from draw_exp.model import DRAW
 
 
 def small(shape=(1, 28, 28), attention="gaussian", **kw):
-    kw.setdefault("engine", "fused_loop")
-    return DRAW(shape, T=3, latent_size=4, lstm_size=16, attention=attention, read_size=2, write_size=3, **kw)
+    kw.setdefault("engine", "textbook")
+    return DRAW(shape, T=3, latent_size=4, lstm_size=16, attention_type=attention, read_size=2, write_size=3, **kw)
 
 
 def test_forward_kl_is_that_of_each_steps_posterior():
@@ -19,7 +19,8 @@ def test_forward_kl_is_that_of_each_steps_posterior():
     x = torch.rand(2, 1, 28, 28).bernoulli()
     noise = torch.randn(model.T, 2, model.latent_size)
     out = model(x, noise=noise)
-    canvas, enc, dec = model._initial(2)
+    canvas, h_enc, c_enc, h_dec, c_dec = model.initial_state(2)
+    enc, dec = (h_enc, c_enc), (h_dec, c_dec)
     for t in range(model.T):
         r, _ = model.attention.read(x, x - torch.sigmoid(canvas), dec[0])
         enc = model.encoder(torch.cat([r, dec[0]], 1), enc)
@@ -96,11 +97,11 @@ def test_generation_does_not_use_the_encoder():
         ({"lstm_size": -3}, "lstm_size"),
         ({"read_size": 0}, "attention.read_size"),
         ({"write_size": 29}, "attention.write_size"),
-        ({"attention": "spatial"}, "attention.type"),
+        ({"attention_type": "spatial"}, "attention.type"),
     ],
 )
 def test_bad_sizes_name_the_key(kwargs, key):
-    args = {"image_shape": (1, 28, 28), "T": 2, "latent_size": 2, "lstm_size": 4, "attention": "gaussian",
+    args = {"image_shape": (1, 28, 28), "T": 2, "latent_size": 2, "lstm_size": 4, "attention_type": "gaussian",
             "read_size": 2, "write_size": 5, **kwargs}
     with pytest.raises(ConfigError, match=rf"^{key}="):
         DRAW(**args)

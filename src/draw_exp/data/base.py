@@ -67,6 +67,19 @@ class ImageDataset(Dataset):
         return x
 
 
+class LabelledImageDataset(ImageDataset):
+    """An :class:`ImageDataset` served as ``(image, label)``, for classification; ``labels`` int64 ``[N]``."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, **kwargs):
+        super().__init__(images, **kwargs)
+        if labels.shape != (len(images),):
+            raise ValueError(f"{len(images)} images but labels of shape {tuple(labels.shape)}")
+        self.labels = labels
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.image(index), self.labels[index]
+
+
 class ImageDataModule(pl.LightningDataModule):
     """Base of every data set: subclasses set ``image_shape`` and implement :meth:`load_splits`.
 

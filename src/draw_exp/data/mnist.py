@@ -40,16 +40,27 @@ class MNISTDataModule(ImageDataModule):
         for train in (True, False):
             MNIST(self.data_dir, train=train, download=True)
 
-    def load_splits(self) -> dict[str, torch.Tensor]:
+    def read_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """MNIST's ``train`` or ``test`` file: uint8 images ``[N, 1, 28, 28]`` and int64 labels ``[N]``."""
         self.require_files()
-        images = {}
+        try:
+            dataset = MNIST(self.data_dir, train=split == "train", download=False)
+        except Exception as err:  # torchvision's reader fails in several ways on a damaged file
+            raise OSError(
+                f"could not read MNIST's {split} files {' and '.join(FILES[split])} in {self.folder}: "
+                f"{err}. They look truncated or corrupt: delete them and download again, or copy intact ones."
+            ) from err
+        return dataset.data.unsqueeze(1), dataset.targets
+
+    def load_labelled_splits(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Images and labels of ``train``, ``val`` and ``test``; validation is held out of the training file."""
+        images, labels = {}, {}
         for split in FILES:
-            try:
-                images[split] = MNIST(self.data_dir, train=split == "train", download=False).data.unsqueeze(1)
-            except Exception as err:  # torchvision's reader fails in several ways on a damaged file
-                raise OSError(
-                    f"could not read MNIST's {split} files {' and '.join(FILES[split])} in {self.folder}: "
-                    f"{err}. They look truncated or corrupt: delete them and download again, or copy intact ones."
-                ) from err
+            images[split], labels[split] = self.read_split(split)
+        # random_split draws the same permutation each call, so images and labels stay aligned.
         images["train"], images["val"] = self.random_split(images["train"], self.val_size)
-        return images
+        labels["train"], labels["val"] = self.random_split(labels["train"], self.val_size)
+        return images, labels
+
+    def load_splits(self) -> dict[str, torch.Tensor]:
+        return self.load_labelled_splits()[0]

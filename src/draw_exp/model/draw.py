@@ -1,53 +1,33 @@
-"""The DRAW network (Gregor et al., 2015, section 2), free of any training framework."""
+"""The DRAW network (Gregor et al., 2015, section 2), read top-down: parameters, the T steps of the paper's
+recurrence, and generation. Equation numbers are the paper's.
+
+:meth:`DRAW.forward` is the specification: every engine in ``draw_exp.model.engines`` computes this same function
+faster (tested for the loss and every gradient, tests/model/engines/), and ``model.engine=textbook`` trains with
+this loop itself, the place to try an idea. Knows nothing of Lightning or Hydra.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from draw_exp.errors import check_choice, check_int_range
-from draw_exp.model.attention import AttentionParams, GaussianAttention, NoAttention
+from draw_exp.errors import ConfigError, check_choice, check_int_range
+from draw_exp.model.attention import AttentionParams, build_attention
+from draw_exp.model.engines import ENGINES, auto_engine, run, supports
 from draw_exp.model.latent import gaussian_kl, log_ratio
-from draw_exp.model.recurrence import Recurrence, RecurrenceKernels
-
-ATTENTION_TYPES = ("none", "gaussian")
-# How DRAW.forward runs the T steps; all compute the textbook loop's function (tests/model/test_fast_path.py).
-ENGINES = {
-    "auto": "the fastest engine measured for the device the batch is on (see auto_engine)",
-    "textbook": "the paper's loop step by step (draw_exp.model.reference): the specification, slowest",
-    "fused_loop": "the step loop with fused projections, eager PyTorch under autograd",
-    "fused_loop_cudagraphs": "the fused step loop, its body compiled by torch.compile in CUDA-graph mode",
-    "handwritten_bptt": "the T steps as one autograd node with a hand-written backward, kernels compiled",
-}
 
 
-def auto_engine(device_type: str) -> str:
-    """What ``engine=auto`` runs on ``device_type``. On a CPU the hand-written backward: 1.5–1.8x the textbook loop
-    (RESULTS.md). On a GPU the eager fused loop, the engine with no compile step and no CUDA-graph caveats, until
-    GPU timings exist to choose by (none has been measured yet)."""
-    return "handwritten_bptt" if device_type == "cpu" else "fused_loop"
+class DrawState(NamedTuple):
+    """What one step hands to the next."""
 
-
-def build_attention(image_shape, lstm_size: int, type: str, read_size: int | None = None, write_size: int | None = None):
-    """Build a read/write pair by name. Key names match the ``attention`` config group."""
-    check_choice("attention.type", type, ATTENTION_TYPES)
-    if type == "none":
-        return NoAttention(image_shape, lstm_size)
-    side = min(image_shape[1:])
-    why = f"at most the shorter image side, {side} pixels"
-    check_int_range("attention.read_size", read_size, 1, side, why)
-    check_int_range("attention.write_size", write_size, 1, side, why)
-    return GaussianAttention(image_shape, lstm_size, read_size, write_size)
-
-
-def lstm_cell(gates: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """An LSTM with forget gates from its summed gate pre-activations, in nn.LSTMCell's (i, f, g, o) order."""
-    i, f, g, o = gates.chunk(4, dim=1)
-    cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(cell), cell
+    canvas: torch.Tensor  # c_t, logits: [B, C, H, W]
+    h_enc: torch.Tensor  # [B, L], and so each state below
+    c_enc: torch.Tensor  # the encoder LSTM's cell
+    h_dec: torch.Tensor
+    c_dec: torch.Tensor  # the decoder LSTM's cell
 
 
 @dataclass
@@ -63,7 +43,9 @@ class DrawOutput:
 class DRAW(nn.Module):
     """Encoder and decoder LSTMs, a reparameterised Gaussian posterior per step, and an additive canvas.
 
-    ``image_shape`` is ``(C, H, W)``. The initial canvas and LSTM states are learned, as in the paper.
+    ``image_shape`` is ``(C, H, W)``; ``attention_type`` one of ``none`` and ``gaussian`` (read and write grids of
+    ``read_size`` and ``write_size``). The initial canvas and LSTM states are learned, as in the paper. ``engine``
+    says how :meth:`forward` runs (:data:`draw_exp.model.engines.ENGINES`).
     """
 
     def __init__(
@@ -72,7 +54,7 @@ class DRAW(nn.Module):
         T: int,
         latent_size: int,
         lstm_size: int,
-        attention: str = "gaussian",
+        attention_type: str = "gaussian",
         read_size: int | None = 2,
         write_size: int | None = 5,
         engine: str = "auto",
@@ -86,11 +68,11 @@ class DRAW(nn.Module):
         self.T = check_int_range("T", T, 1)
         self.latent_size = check_int_range("latent_size", latent_size, 1)
         self.lstm_size = check_int_range("lstm_size", lstm_size, 1)
-        self.attention = build_attention(self.image_shape, lstm_size, attention, read_size, write_size)
+        self.attention = build_attention(self.image_shape, lstm_size, attention_type, read_size, write_size)
 
-        self.encoder = nn.LSTMCell(self.attention.read_features + lstm_size, lstm_size)
-        self.posterior = nn.Linear(lstm_size, 2 * latent_size)  # μ and log σ
-        self.decoder = nn.LSTMCell(latent_size, lstm_size)
+        self.encoder = nn.LSTMCell(self.attention.read_features + lstm_size, lstm_size)  # RNN^enc
+        self.posterior = nn.Linear(lstm_size, 2 * latent_size)  # h^enc_t → (μ_t, log σ_t)
+        self.decoder = nn.LSTMCell(latent_size, lstm_size)  # RNN^dec
 
         self.canvas0 = nn.Parameter(torch.zeros(self.image_shape))
         self.h_enc0 = nn.Parameter(torch.zeros(lstm_size))
@@ -99,11 +81,10 @@ class DRAW(nn.Module):
         self.c_dec0 = nn.Parameter(torch.zeros(lstm_size))
         self.set_engine(engine)
 
-    def _initial(self, batch: int):
-        def expand(p):
-            return p.expand(batch, *p.shape)
-
-        return expand(self.canvas0), (expand(self.h_enc0), expand(self.c_enc0)), (expand(self.h_dec0), expand(self.c_dec0))
+    def initial_state(self, batch: int) -> DrawState:
+        """The learned c_0, h^enc_0, h^dec_0 and cells, one view per image."""
+        return DrawState(*(p.expand(batch, *p.shape) for p in (self.canvas0, self.h_enc0, self.c_enc0,
+                                                                 self.h_dec0, self.c_dec0)))
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, return_steps: bool = False,
                 return_log_ratio: bool = False) -> DrawOutput:
@@ -112,135 +93,39 @@ class DRAW(nn.Module):
         ``noise`` ``[T, B, latent_size]`` fixes the standard-normal draws of the reparameterisation; by default
         fresh noise is drawn for every step. ``return_log_ratio`` adds log q(z_t | x) − log p(z_t) for importance
         weights; ``return_steps`` every step's canvas and attention (for pictures).
-
-        ``self.engine`` (:data:`ENGINES`, set by :meth:`set_engine`) says how the steps run; every engine computes
-        the textbook loop's function. Pictures (``return_steps``) and autocast always take the fused step loop.
         """
         if noise is None:
             noise = torch.randn(self.T, x.shape[0], self.latent_size, device=x.device, dtype=x.dtype)
         engine = self.engine_for(x.device)
-        if engine == "textbook" and not return_steps:
-            from draw_exp.model.reference import reference_forward  # reference.py builds on this module
+        if engine != "textbook":
+            return run(engine, self, x, noise, return_steps, return_log_ratio)
 
-            return reference_forward(self, x, noise, return_log_ratio)
-        # Under autocast the step loop runs: autograd then casts each product's operands.
-        if return_steps or engine != "handwritten_bptt" or torch.is_autocast_enabled(x.device.type):
-            out, mu, log_sigma = self._step_loop(x, noise, return_steps)
-            out.kl = gaussian_kl(mu, log_sigma).t()
-            latent_dim = 2  # μ, log σ, noise: [T, B, Z]
-        else:
-            if self._kernels is None:
-                self._kernels = RecurrenceKernels(self.attention, compile=True)
-            noise = noise.transpose(1, 2).contiguous()
-            canvas, kl, mu, log_sigma = self._recurrence(x, noise)
-            out = DrawOutput(canvas_logits=canvas, kl=kl.t())
-            latent_dim = 1  # [T, Z, B]: the log-ratio's sum runs over contiguous memory
+        state = self.initial_state(x.shape[0])
+        kls, log_ratios, canvases, reads, writes = [], [], [], [], []
+        for t in range(self.T):
+            x_err = x - torch.sigmoid(state.canvas)  # (3)
+            r, read_params = self.attention.read(x, x_err, state.h_dec)  # (4)
+            h_enc, c_enc = self.encoder(torch.cat([r, state.h_dec], dim=1), (state.h_enc, state.c_enc))  # (5)
+            mu, log_sigma = self.posterior(h_enc).chunk(2, dim=1)  # (1), (2)
+            z = mu + torch.exp(log_sigma) * noise[t]  # (6): z_t ~ Q(Z_t | h^enc_t), reparameterised
+            h_dec, c_dec = self.decoder(z, (state.h_dec, state.c_dec))  # (7)
+            update, write_params = self.attention.write(h_dec)
+            state = DrawState(state.canvas + update, h_enc, c_enc, h_dec, c_dec)  # (8)
+            kls.append(gaussian_kl(mu, log_sigma))  # the summand of (10), in closed form (11)
+            if return_log_ratio:
+                log_ratios.append(log_ratio(z, noise[t], log_sigma))
+            if return_steps:
+                canvases.append(state.canvas)
+                reads.append(read_params)
+                writes.append(write_params)
+        out = DrawOutput(canvas_logits=state.canvas, kl=torch.stack(kls, dim=1))
         if return_log_ratio:
-            out.log_ratio = log_ratio(mu + torch.exp(log_sigma) * noise, noise, log_sigma, latent_dim).t()
-        return out
-
-    def _recurrence(self, x: torch.Tensor, noise: torch.Tensor):
-        """The T steps as one autograd node, batch-last inside; ``noise`` is ``[T, Z, B]``. Returns c_T
-        ``[B, C, H, W]``, the KL of each step ``[T, B]``, μ and log σ ``[T, Z, B]``."""
-        batch = x.shape[0]
-        weights = self._fused_weights(x)
-        enc_const = weights.get("enc_const")
-
-        def batch_last(param):  # a learned initial state, one copy per image: [..., B]
-            return param[..., None].expand(*param.shape, batch).contiguous()
-
-        canvas, kl, mu, log_sigma = Recurrence.apply(
-            self._kernels, x.permute(1, 2, 3, 0).contiguous(), noise,
-            batch_last(self.canvas0), batch_last(self.h_enc0), batch_last(self.c_enc0), batch_last(self.h_dec0),
-            batch_last(self.c_dec0), None if enc_const is None else enc_const.t().contiguous(),
-            weights["out_w"], weights["out_b"][:, None], weights["enc_w"], self.posterior.weight,
-            self.posterior.bias[:, None], self.decoder.weight_ih)
-        return canvas.permute(3, 0, 1, 2), kl, mu, log_sigma
-
-    def _step_loop(self, x: torch.Tensor, noise: torch.Tensor, return_steps: bool):
-        """The recurrence under autograd, one (optionally compiled) :meth:`_step` at a time: h^dec_t is projected
-        once per step onto everything that reads it (both attention heads, the write patch, the next encoder
-        input and the decoder's next hidden gates) and the encoder takes [r_t, h^enc] in one product."""
-        batch, steps = x.shape[0], self.T
-        weights = self._fused_weights(x)
-        canvas, (h_enc, c_enc), (h_dec, c_dec) = self._initial(batch)
-        proj = F.linear(h_dec, weights["out_w"], weights["out_b"])
-        filters = self.attention.read_filters(proj[:, : self.attention.head_features])
-        # Compiled with CUDA graphs (model.compile=reduce-overhead), each call of _step without gradients starts a
-        # new graph generation whose replay overwrites the previous call's outputs; with gradients, the pending
-        # backward keeps all T calls in one generation. So what is kept across steps is copied when no gradient
-        # is recorded (evaluation, pictures): a few [B, Z] copies a step.
-        keep = torch.clone if not torch.is_grad_enabled() else (lambda t: t)
-        mus, log_sigmas, canvases, read_steps, write_steps = [], [], [], [], []
-        for t in range(steps):
-            if return_steps:
-                read_steps.append(AttentionParams(*map(keep, filters[2])) if filters is not None else None)
-            canvas, h_enc, c_enc, h_dec, c_dec, proj, filters, mu, log_sigma, write_params = self._step(
-                x, canvas, h_enc, c_enc, h_dec, c_dec, proj, filters, noise[t], weights)
-            mus.append(keep(mu))
-            log_sigmas.append(keep(log_sigma))
-            if return_steps:
-                canvases.append(keep(canvas))
-                write_steps.append(AttentionParams(*map(keep, write_params)) if write_params is not None else None)
-        out = DrawOutput(canvas_logits=keep(canvas), kl=None)
+            out.log_ratio = torch.stack(log_ratios, dim=1)
         if return_steps:
             out.canvases = torch.stack(canvases)
-            if write_steps[0] is not None:
-                out.read_params = AttentionParams.stack(read_steps)
-                out.write_params = AttentionParams.stack(write_steps)
-        return out, torch.stack(mus), torch.stack(log_sigmas)  # μ, log σ: [T, B, latent_size]
-
-    def _fused_weights(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The per-forward concatenations of the parameters (differentiable views of the same weights)."""
-        enc, dec, attention = self.encoder, self.decoder, self.attention
-        reads, invariant = attention.read_features, attention.step_invariant_features
-        head_w, head_b = attention.head_weights()
-        weights = {
-            # h^dec → [attention heads | encoder gates from h^dec | decoder hidden gates], all biases folded in
-            "out_w": torch.cat([head_w, enc.weight_ih[:, reads:], dec.weight_hh]),
-            "out_b": torch.cat([head_b, enc.bias_ih + enc.bias_hh, dec.bias_ih + dec.bias_hh]),
-            # [r_t (its step-dependent part), h^enc_{t−1}] → encoder gates
-            "enc_w": torch.cat([enc.weight_ih[:, invariant:reads], enc.weight_hh], dim=1),
-        }
-        if invariant:
-            weights["enc_const"] = F.linear(x.flatten(1), enc.weight_ih[:, :invariant])
-        return weights
-
-    def _step(self, x, canvas, h_enc, c_enc, h_dec, c_dec, proj, filters, eps, weights):
-        heads, hidden = self.attention.head_features, 4 * self.lstm_size
-        x_err = x - torch.sigmoid(canvas)
-        r = self.attention.read_fast(x, x_err, filters)
-        gates = F.linear(torch.cat([r, h_enc], dim=1), weights["enc_w"]) + proj[:, heads : heads + hidden]
-        if "enc_const" in weights:
-            gates = gates + weights["enc_const"]
-        h_enc, c_enc = lstm_cell(gates, c_enc)
-        mu, log_sigma = self.posterior(h_enc).chunk(2, dim=-1)
-        z = mu + torch.exp(log_sigma) * eps
-        h_dec, c_dec = lstm_cell(F.linear(z, self.decoder.weight_ih) + proj[:, heads + hidden :], c_dec)
-        proj = F.linear(h_dec, weights["out_w"], weights["out_b"])
-        update, filters, write_params = self.attention.write_fast(proj[:, :heads])
-        return canvas + update, h_enc, c_enc, h_dec, c_dec, proj, filters, mu, log_sigma, write_params
-
-    def set_engine(self, engine: str) -> None:
-        """Choose how :meth:`forward` runs the T steps: a name from :data:`ENGINES`. Compiled engines compile on
-        their first call; compiling one step's pieces rather than the unrolled T steps keeps that time
-        independent of T."""
-        check_choice("model.engine", engine, tuple(ENGINES))
-        self.engine = engine
-        self._kernels = None  # RecurrenceKernels, made on the first handwritten_bptt call
-        self.__dict__.pop("_step", None)  # back to the eager step
-        if engine == "fused_loop_cudagraphs":
-            self._step = torch.compile(self._step, mode="reduce-overhead", dynamic=False)
-
-    def engine_for(self, device: torch.device) -> str:
-        """The engine that runs on ``device``: ``auto`` resolved by :func:`auto_engine`."""
-        return auto_engine(device.type) if self.engine == "auto" else self.engine
-
-    def use_hand_written_backward(self, compile: bool = True) -> None:
-        """The ``handwritten_bptt`` engine; ``compile=False`` keeps its kernels eager (slower than the fused loop,
-        for tests and debugging)."""
-        self.set_engine("handwritten_bptt")
-        self._kernels = RecurrenceKernels(self.attention, compile=compile)
+            if writes[0] is not None:
+                out.read_params, out.write_params = AttentionParams.stack(reads), AttentionParams.stack(writes)
+        return out
 
     @torch.no_grad()
     def sample(self, n: int, noise: torch.Tensor | None = None) -> torch.Tensor:
@@ -251,14 +136,29 @@ class DRAW(nn.Module):
     @torch.no_grad()
     def sample_steps(self, n: int, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, AttentionParams | None]:
         """As :meth:`sample`, and the write attention of every step (fields ``[T, n]``; None without attention)."""
-        canvas, _, dec_state = self._initial(n)
-        canvases, write_steps = [], []
+        state = self.initial_state(n)
+        canvas, dec_state = state.canvas, (state.h_dec, state.c_dec)
+        canvases, writes = [], []
         for t in range(self.T):
-            z = torch.randn(n, self.latent_size, device=canvas.device) if noise is None else noise[t]
-            dec_state = self.decoder(z, dec_state)
+            z = torch.randn(n, self.latent_size, device=canvas.device) if noise is None else noise[t]  # (13)
+            dec_state = self.decoder(z, dec_state)  # (14)
             update, write_params = self.attention.write(dec_state[0])
-            canvas = canvas + update
-            canvases.append(torch.sigmoid(canvas))
-            write_steps.append(write_params)
-        write = AttentionParams.stack(write_steps) if write_steps[0] is not None else None
-        return torch.stack(canvases), write
+            canvas = canvas + update  # (15)
+            canvases.append(torch.sigmoid(canvas))  # the mean of D(X | c̃_t), (16)
+            writes.append(write_params)
+        return torch.stack(canvases), AttentionParams.stack(writes) if writes[0] is not None else None
+
+    def set_engine(self, engine: str, compiled: bool = True) -> None:
+        """Choose how :meth:`forward` runs the T steps: a name from :data:`~draw_exp.model.engines.ENGINES`.
+        ``compiled=False`` keeps an engine's torch.compile'd pieces eager (for tests and debugging)."""
+        check_choice("model.engine", engine, tuple(ENGINES))
+        if not supports(engine, self.attention):
+            raise ConfigError(f"model.engine={engine!r} does not run {type(self.attention).__name__}: "
+                              f"use model.engine=auto or textbook")
+        self.engine = engine
+        self.engine_compiled = compiled
+        self.engine_cache = {}  # what an engine builds once per model (compiled kernels), dropped on a change
+
+    def engine_for(self, device: torch.device) -> str:
+        """The engine that runs on ``device``: ``auto`` resolved by :func:`~draw_exp.model.engines.auto_engine`."""
+        return auto_engine(device.type, self.attention) if self.engine == "auto" else self.engine

@@ -1,4 +1,5 @@
-"""The posterior's KL to DRAW's standard-normal prior, shared by the step loop and the hand-written recurrence."""
+"""The posterior's KL to DRAW's standard-normal prior (the paper's eqs. (10), (11)) and the log-ratio of the
+importance-weighted bound, shared by DRAW.forward and the engines."""
 
 from __future__ import annotations
 

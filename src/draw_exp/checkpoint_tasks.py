@@ -15,9 +15,10 @@ from torch.utils.data import DataLoader, Subset
 
 from draw_exp.checkpoints import CheckpointError, read_checkpoint, write_atomically
 from draw_exp.errors import ConfigError, check_choice, check_int_range, instantiate_checked
-from draw_exp.evaluation import evaluate, format_table
+from draw_exp.evaluation import evaluate, evaluate_classifier, format_classifier_row, format_table
+from draw_exp.lit_classifier import CHECKPOINT_KIND, ClassifierModule
 from draw_exp.lit_module import DrawModule
-from draw_exp.pictures import fixed_noise, render_all
+from draw_exp.pictures import fixed_noise, glimpse_trajectories, render_all
 
 DATAMODULE_HPARAMS = pl.LightningDataModule.CHECKPOINT_HYPER_PARAMS_KEY  # where train.py keeps the run's data settings
 
@@ -28,13 +29,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_checkpoint(path: str, device: torch.device) -> tuple[DrawModule, dict]:
+def load_checkpoint(path: str, device: torch.device) -> tuple[DrawModule | ClassifierModule, dict]:
     """The module of a checkpoint, and the checkpoint itself (its run's data settings are read from it)."""
     checkpoint = read_checkpoint(path)  # weights_only; a missing or damaged file is named
     if "hyper_parameters" not in checkpoint or "state_dict" not in checkpoint:
         raise CheckpointError(f"ckpt_path={str(path)!r}: not a checkpoint of train.py (it holds "
                               f"{', '.join(map(str, checkpoint)) or 'nothing'}; expected hyper_parameters and state_dict)")
-    module = DrawModule(**checkpoint["hyper_parameters"])
+    module_class = ClassifierModule if checkpoint.get("module") == CHECKPOINT_KIND else DrawModule
+    module = module_class(**checkpoint["hyper_parameters"])
     module.load_state_dict(checkpoint["state_dict"])
     return module.to(device).eval(), checkpoint
 
@@ -99,13 +101,18 @@ def run_evaluate(cfg: DictConfig) -> list[dict]:
     device = resolve_device(cfg.device)
     pl.seed_everything(cfg.seed)
     module, checkpoint = load_checkpoint(cfg.ckpt_path, device)
+    classifier = isinstance(module, ClassifierModule)
+    if classifier and ks:
+        raise ConfigError(f"iw_samples={ks} is not allowed for a classifier's checkpoint: it has no likelihood to "
+                          "bound; evaluate.py reports its error")
     data, loader = load_split(cfg, module, checkpoint, cfg.split, cfg.limit_images)
-    rows = evaluate(module, loader, ks, cfg.max_batch, device)
+    rows = [evaluate_classifier(module, loader, device)] if classifier else evaluate(module, loader, ks, cfg.max_batch,
+                                                                                     device)
     when = datetime.now().isoformat(timespec="seconds")
     for row in rows:
         row.update({"data": data._target_.rsplit(".", 1)[-1], "split": cfg.split, "checkpoint": str(cfg.ckpt_path),
                     "global_step": checkpoint.get("global_step"), "device": str(device), "evaluated_at": when})
-    print(format_table(rows))
+    print(format_classifier_row(rows[0]) if classifier else format_table(rows))
     output = Path(cfg.output) if cfg.output else Path(cfg.ckpt_path).with_suffix(".eval.json")
     add_results(output, rows)
     print(f"added to {output}")
@@ -120,6 +127,8 @@ def run_sample(cfg: DictConfig) -> dict:
     device = resolve_device(cfg.device)
     pl.seed_everything(cfg.seed)
     module, checkpoint = load_checkpoint(cfg.ckpt_path, device)
+    if isinstance(module, ClassifierModule):
+        return sample_glimpses(cfg, module, checkpoint, device)
     model = module.model
     images = torch.zeros(0, *model.image_shape, device=device)
     if cfg.reconstruct:
@@ -131,6 +140,20 @@ def run_sample(cfg: DictConfig) -> dict:
     noise, recon_noise = fixed_noise(model, cfg.n, len(images), cfg.seed, device)
     folder = Path(cfg.paths.output_dir)
     files = render_all(model, images, noise, folder, cfg.animated, cfg.strip_every, cfg.scale, recon_noise)
+    for key, path in files.items():
+        print(f"{key}: {path}")
+    return files
+
+
+def sample_glimpses(cfg: DictConfig, module: ClassifierModule, checkpoint: dict, device: torch.device) -> dict:
+    """sample.py for the attention classifier: ``reconstruct`` test images with their glimpse windows."""
+    if not cfg.reconstruct:
+        raise ConfigError("reconstruct=0 is not allowed for a classifier's checkpoint: its pictures are the glimpses "
+                          "it takes of test images; choose how many, e.g. reconstruct=16")
+    _, loader = load_split(cfg, module, checkpoint, "test", cfg.reconstruct)
+    images, labels = next(iter(loader))
+    files = glimpse_trajectories(module.model, images[: cfg.reconstruct].to(device), labels[: cfg.reconstruct],
+                                 Path(cfg.paths.output_dir), cfg.scale)
     for key, path in files.items():
         print(f"{key}: {path}")
     return files

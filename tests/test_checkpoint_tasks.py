@@ -48,7 +48,7 @@ def test_limit_images_spreads_over_the_split(trained):
     """A split sorted by class would give one class in its first N images: the N are spread evenly instead."""
     from omegaconf import OmegaConf
 
-    from draw_exp.scripts import load_checkpoint, load_split
+    from draw_exp.checkpoint_tasks import load_checkpoint, load_split
 
     root, ckpt, _ = trained
     module, checkpoint = load_checkpoint(str(ckpt), "cpu")

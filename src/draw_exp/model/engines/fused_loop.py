@@ -1,0 +1,227 @@
+"""The fused step loop (``model.engine=fused_loop``, and ``fused_loop_cudagraphs`` with its step compiled).
+
+The textbook loop under autograd, with the products that read the same tensor done as one: h^dec_t is projected
+once per step onto everything that reads it (both attention heads and the write patch, the next encoder input and
+the decoder's next hidden gates), the encoder takes [r_t, h^enc_{t−1}] in one product, and one filterbank
+evaluation per axis serves the write of step t and the read of step t+1, which read the same h^dec_t.
+
+The attention types' fused forms (:class:`FusedNoAttention`, :class:`FusedGaussianAttention`) live here; the
+hand-written backward (handwritten_bptt.py) builds its batch-last forms on them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from draw_exp.model.attention import (Attention, AttentionParams, GaussianAttention, NoAttention, glimpse,
+                                      grid_centres, gaussian_rows, scatter)
+from draw_exp.model.draw import DRAW, DrawOutput
+from draw_exp.model.latent import gaussian_kl, log_ratio
+
+
+class FusedNoAttention:
+    """:class:`NoAttention` with its write as the heads of the fused projection. r_t's x half is the same every
+    step, so its encoder product is made once (``step_invariant_features``); the step reads x̂_t alone."""
+
+    def __init__(self, attention: NoAttention):
+        self.attention = attention
+        self.image_shape = attention.image_shape
+        self.read_features = attention.read_features
+        self.head_features = math.prod(self.image_shape)  # rows of the fused projection that feed the attention
+        self.step_invariant_features = self.read_features // 2
+
+    def head_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.attention.write_linear.weight, self.attention.write_linear.bias
+
+    def read_filters(self, heads: torch.Tensor) -> None:
+        return None
+
+    def read(self, x: torch.Tensor, x_err: torch.Tensor, filters: None) -> torch.Tensor:
+        return x_err.flatten(1)  # x's own part is step-invariant: the caller adds its product
+
+    def write(self, heads: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        return heads.view(-1, *self.image_shape), None, None
+
+
+class ReadFilters(NamedTuple):
+    fx: torch.Tensor  # [B, N, W]
+    fy: torch.Tensor  # [B, N, H]
+    params: AttentionParams
+
+
+class FusedGaussianAttention:
+    """:class:`GaussianAttention` with the heads ``[read head (5) | write head (5) | patch (C·w·w)]`` from one
+    product; the write of step t also returns step t+1's read filters, from the same heads."""
+
+    step_invariant_features = 0
+
+    def __init__(self, attention: GaussianAttention):
+        self.attention = attention
+        self.image_shape = attention.image_shape
+        self.read_features = attention.read_features
+        self.head_features = 5 + 5 + self.image_shape[0] * attention.write_size**2
+
+    def head_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        a = self.attention
+        return (torch.cat([a.read_head.weight, a.write_head.weight, a.write_patch.weight]),
+                torch.cat([a.read_head.bias, a.write_head.bias, a.write_patch.bias]))
+
+    def read_filters(self, heads: torch.Tensor) -> ReadFilters:
+        params = self.attention.attention_params(heads[:, :5], self.attention.read_size)
+        return ReadFilters(*self.attention.filterbanks(params, self.attention.read_size), params)
+
+    def read(self, x: torch.Tensor, x_err: torch.Tensor, filters: ReadFilters) -> torch.Tensor:
+        # x and x̂ go through the same filters: one batched product over 2C channels.
+        patches = glimpse(torch.cat([x, x_err], dim=1), filters.fx, filters.fy)  # [B, 2C, N, N]
+        return filters.params.gamma[:, None] * patches.flatten(1)
+
+    def write(self, heads: torch.Tensor) -> tuple[torch.Tensor, ReadFilters, AttentionParams]:
+        """This step's canvas update, the next step's read filters, and this step's write parameters."""
+        a = self.attention
+        read = a.attention_params(heads[:, :5], a.read_size)
+        write = a.attention_params(heads[:, 5:10], a.write_size)
+        _, height, width = self.image_shape
+        n_w, n_r = a.write_size, a.read_size
+        fx = paired_filterbanks(write.gx, read.gx, write, read, n_w, n_r, width)
+        fy = paired_filterbanks(write.gy, read.gy, write, read, n_w, n_r, height)
+        # 1/γ̂ on the N×N patch, not the H×W image: the same product.
+        patch = heads[:, 10:].view(-1, self.image_shape[0], n_w, n_w) / write.gamma[:, None, None, None]
+        update = scatter(patch, fx[:, :n_w], fy[:, :n_w])
+        return update, ReadFilters(fx[:, n_w:], fy[:, n_w:], read), write
+
+
+def paired_filterbanks(centre_a, centre_b, a: AttentionParams, b: AttentionParams, n_a: int, n_b: int,
+                       length: int) -> torch.Tensor:
+    """Two grids' filterbanks along one axis in one evaluation: ``[B, n_a + n_b, length]``, rows of grid a first.
+    Each row is exactly :func:`draw_exp.model.attention.filterbank`'s."""
+    mu = torch.cat([grid_centres(centre_a, a.delta, n_a), grid_centres(centre_b, b.delta, n_b)], dim=1)
+    sigma2 = torch.cat([a.sigma2[:, None].expand(-1, n_a), b.sigma2[:, None].expand(-1, n_b)], dim=1)
+    return gaussian_rows(mu, sigma2, length)
+
+
+FusedAttention = FusedNoAttention | FusedGaussianAttention
+
+
+def fused_attention(attention: Attention) -> FusedAttention:
+    return {NoAttention: FusedNoAttention, GaussianAttention: FusedGaussianAttention}[type(attention)](attention)
+
+
+class FusedWeights(NamedTuple):
+    """The per-forward concatenations of the parameters (differentiable views of the same weights). ``P`` head
+    outputs, ``L`` the LSTM width, ``R`` the step-dependent part of r_t."""
+
+    out_w: torch.Tensor  # [P + 8L, L]: h^dec → [attention heads | encoder gates from h^dec | decoder hidden gates]
+    out_b: torch.Tensor  # [P + 8L], every bias of those gates folded in
+    enc_w: torch.Tensor  # [4L, R + L]: [r_t, h^enc_{t−1}] → encoder gates
+    enc_const: torch.Tensor | None  # [B, 4L]: the encoder gates from r_t's step-invariant part, or None
+
+
+def fused_weights(model: DRAW, attention: FusedAttention, x: torch.Tensor) -> FusedWeights:
+    enc, dec = model.encoder, model.decoder
+    reads, invariant = attention.read_features, attention.step_invariant_features
+    head_w, head_b = attention.head_weights()
+    return FusedWeights(
+        out_w=torch.cat([head_w, enc.weight_ih[:, reads:], dec.weight_hh]),
+        out_b=torch.cat([head_b, enc.bias_ih + enc.bias_hh, dec.bias_ih + dec.bias_hh]),
+        enc_w=torch.cat([enc.weight_ih[:, invariant:reads], enc.weight_hh], dim=1),
+        enc_const=F.linear(x.flatten(1), enc.weight_ih[:, :invariant]) if invariant else None,
+    )
+
+
+def lstm_cell(gates: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """An LSTM with forget gates from its summed gate pre-activations, in nn.LSTMCell's (i, f, g, o) order."""
+    i, f, g, o = gates.chunk(4, dim=1)
+    cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(cell), cell
+
+
+class LoopState(NamedTuple):
+    """:class:`~draw_exp.model.draw.DrawState` and what the fused step carries beside it."""
+
+    canvas: torch.Tensor
+    h_enc: torch.Tensor
+    c_enc: torch.Tensor
+    h_dec: torch.Tensor
+    c_dec: torch.Tensor
+    proj: torch.Tensor  # h^dec_{t−1} projected by FusedWeights.out_w: [B, P + 8L]
+    filters: ReadFilters | None  # step t's read filters, from proj's read head
+
+
+class StepOutput(NamedTuple):
+    state: LoopState
+    mu: torch.Tensor  # [B, Z]
+    log_sigma: torch.Tensor  # [B, Z]
+    write_params: AttentionParams | None
+
+
+def step(model: DRAW, attention: FusedAttention, x: torch.Tensor, state: LoopState, eps: torch.Tensor,
+         weights: FusedWeights) -> StepOutput:
+    """One step of the recurrence; the equation numbers are those of the textbook loop's lines."""
+    heads, hidden = attention.head_features, 4 * model.lstm_size
+    x_err = x - torch.sigmoid(state.canvas)  # (3)
+    r = attention.read(x, x_err, state.filters)  # (4)
+    gates = F.linear(torch.cat([r, state.h_enc], dim=1), weights.enc_w) + state.proj[:, heads:heads + hidden]
+    if weights.enc_const is not None:
+        gates = gates + weights.enc_const
+    h_enc, c_enc = lstm_cell(gates, state.c_enc)  # (5)
+    mu, log_sigma = model.posterior(h_enc).chunk(2, dim=1)  # (1), (2)
+    z = mu + torch.exp(log_sigma) * eps  # (6)
+    h_dec, c_dec = lstm_cell(F.linear(z, model.decoder.weight_ih) + state.proj[:, heads + hidden:], state.c_dec)  # (7)
+    proj = F.linear(h_dec, weights.out_w, weights.out_b)
+    update, filters, write_params = attention.write(proj[:, :heads])
+    return StepOutput(LoopState(state.canvas + update, h_enc, c_enc, h_dec, c_dec, proj, filters),  # (8)
+                      mu, log_sigma, write_params)
+
+
+Step = Callable[[DRAW, FusedAttention, torch.Tensor, LoopState, torch.Tensor, FusedWeights], StepOutput]
+
+
+def forward(model: DRAW, x: torch.Tensor, noise: torch.Tensor, return_steps: bool = False,
+            return_log_ratio: bool = False, step: Step = step) -> DrawOutput:
+    """:meth:`DRAW.forward` by the fused loop; ``step`` runs one step (:func:`step`, or a compiled form of it)."""
+    attention = model.engine_cache.get("fused_attention")
+    if attention is None:  # one object per model: a compiled step guards on it
+        attention = model.engine_cache["fused_attention"] = fused_attention(model.attention)
+    weights = fused_weights(model, attention, x)
+    initial = model.initial_state(x.shape[0])
+    proj = F.linear(initial.h_dec, weights.out_w, weights.out_b)
+    state = LoopState(*initial, proj, attention.read_filters(proj[:, :attention.head_features]))
+    # Compiled with CUDA graphs (fused_loop_cudagraphs), each call of the step without gradients starts a new graph
+    # generation whose replay overwrites the previous call's outputs; with gradients, the pending backward keeps all
+    # T calls in one generation. So what is kept across steps is copied when no gradient is recorded (evaluation,
+    # pictures): a few [B, Z] copies a step.
+    keep = torch.clone if not torch.is_grad_enabled() else (lambda t: t)
+    mus, log_sigmas, canvases, reads, writes = [], [], [], [], []
+    for t in range(model.T):
+        if return_steps:
+            reads.append(AttentionParams(*map(keep, state.filters.params)) if state.filters is not None else None)
+        state, mu, log_sigma, write_params = step(model, attention, x, state, noise[t], weights)
+        mus.append(keep(mu))
+        log_sigmas.append(keep(log_sigma))
+        if return_steps:
+            canvases.append(keep(state.canvas))
+            writes.append(AttentionParams(*map(keep, write_params)) if write_params is not None else None)
+    mu, log_sigma = torch.stack(mus), torch.stack(log_sigmas)  # [T, B, Z]
+    out = DrawOutput(canvas_logits=keep(state.canvas), kl=gaussian_kl(mu, log_sigma).t())
+    if return_log_ratio:
+        out.log_ratio = log_ratio(mu + torch.exp(log_sigma) * noise, noise, log_sigma).t()
+    if return_steps:
+        out.canvases = torch.stack(canvases)
+        if writes[0] is not None:
+            out.read_params, out.write_params = AttentionParams.stack(reads), AttentionParams.stack(writes)
+    return out
+
+
+def forward_cudagraphs(model: DRAW, x: torch.Tensor, noise: torch.Tensor, return_steps: bool = False,
+                       return_log_ratio: bool = False) -> DrawOutput:
+    """The fused loop with its step compiled in CUDA-graph mode (eager when ``model.engine_compiled`` is off).
+    Compiling one step rather than the unrolled T steps keeps the compile time independent of T."""
+    compiled = model.engine_cache.get("cudagraph_step")
+    if compiled is None:
+        compiled = torch.compile(step, mode="reduce-overhead", dynamic=False) if model.engine_compiled else step
+        model.engine_cache["cudagraph_step"] = compiled
+    return forward(model, x, noise, return_steps, return_log_ratio, step=compiled)
