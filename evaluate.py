@@ -3,9 +3,9 @@
 import hydra
 from omegaconf import DictConfig
 
+from draw_exp.checkpoint_tasks import run_evaluate
 from draw_exp.console import expected_errors_in_one_line, quiet_library_noise
 from draw_exp.run_folder import register_resolvers
-from draw_exp.checkpoint_tasks import run_evaluate
 
 register_resolvers()  # ${unique_folder:...} in hydra.run.dir
 quiet_library_noise()

@@ -7,7 +7,6 @@ from draw_exp.console import expected_errors_in_one_line, quiet_library_noise
 from draw_exp.run_folder import register_resolvers
 from draw_exp.training import train
 
-
 register_resolvers()  # ${unique_folder:...} in hydra.run.dir
 quiet_library_noise()
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 
 import torch
+from train_step import add_model_arguments  # bench/ is on the path when this file runs as a script
 
 from draw_exp.likelihoods import bernoulli_nll
 from draw_exp.model import DRAW
-from train_step import add_model_arguments  # bench/ is on the path when this file runs as a script
 
 
 def loss_and_grads(model, engine, x, noise, autocast=False):
@@ -45,15 +45,19 @@ def main():
     x = torch.rand(a.batch, 1, 28, 28, device=a.device).bernoulli()
     noise = torch.randn(a.T, a.batch, a.latent, device=a.device)
 
-    rows = {"textbook loop, float32": loss_and_grads(model, "textbook", x, noise),
-            "fused_loop": loss_and_grads(model, "fused_loop", x, noise),
-            "fused_loop, bf16 autocast": loss_and_grads(model, "fused_loop", x, noise, autocast=True),
-            "handwritten_bptt": loss_and_grads(model, "handwritten_bptt", x, noise)}
+    rows = {
+        "textbook loop, float32": loss_and_grads(model, "textbook", x, noise),
+        "fused_loop": loss_and_grads(model, "fused_loop", x, noise),
+        "fused_loop, bf16 autocast": loss_and_grads(model, "fused_loop", x, noise, autocast=True),
+        "handwritten_bptt": loss_and_grads(model, "handwritten_bptt", x, noise),
+    }
     model.double()
     exact_loss, exact = loss_and_grads(model, "textbook", x.double(), noise.double())
 
-    print(f"device {a.device}, attention {a.attention}, batch {a.batch}, T {a.T}, LSTM {a.lstm}, z {a.latent}; "
-          f"float64 textbook loss {exact_loss:.6f} nats")
+    print(
+        f"device {a.device}, attention {a.attention}, batch {a.batch}, T {a.T}, LSTM {a.lstm}, z {a.latent}; "
+        f"float64 textbook loss {exact_loss:.6f} nats"
+    )
     print(f"{'path':<48} {'loss':>12} {'loss - f64':>12} {'max grad err':>13}")
     for name, (loss, grads) in rows.items():
         error = max(((grads[n] - exact[n]).abs().max() / exact[n].abs().max()).item() for n in exact)

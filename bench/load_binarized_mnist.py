@@ -27,6 +27,7 @@ def main():
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as cache_dir:  # a fresh cache: the first load really parses
+
         def load():
             return BinarizedMNISTDataModule(data_dir=args.data_dir, cache_dir=cache_dir, download=False).load_splits()
 
@@ -40,9 +41,14 @@ def main():
     print(f"images: {images} ({', '.join(f'{k} {len(v)}' for k, v in splits.items())})")
     print(f"first load (md5 check, parse, write cache): {first:.3f} s")
     print(f"later load (cache), median of {args.repeats}: {later[len(later) // 2]:.4f} s")
-    print(f"baseline np.loadtxt: {baseline_s:.2f} s for the {len(baseline)} validation images, "
-          f"{baseline_all:.1f} s scaled to all {images}")
-    print(f"speed-up vs baseline: first load {baseline_all / first:.1f}x, later load {baseline_all / later[len(later) // 2]:.0f}x")
+    print(
+        f"baseline np.loadtxt: {baseline_s:.2f} s for the {len(baseline)} validation images, "
+        f"{baseline_all:.1f} s scaled to all {images}"
+    )
+    print(
+        f"speed-up vs baseline: first load {baseline_all / first:.1f}x, "
+        f"later load {baseline_all / later[len(later) // 2]:.0f}x"
+    )
 
 
 if __name__ == "__main__":

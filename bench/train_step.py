@@ -29,13 +29,16 @@ import torch
 
 MODES = ["textbook", "fused_loop", "handwritten_bptt", "fused_loop_cudagraphs"]  # model.engine names
 
+
 def step_flops(a) -> float:
     """FLOPs of one training step by formula: matrix products only, backward counted as twice the forward."""
     C, H, W = a.shape
     B, T, L, Z = a.batch, a.T, a.lstm, a.latent
     if a.attention == "gaussian":
         reads, heads = 2 * C * a.read * a.read, 10 + C * a.write * a.write
-        attention = 2 * 2 * C * (a.read * H * W + a.read * W * a.read) + 2 * C * (H * a.write * a.write + H * a.write * W)
+        attention = 2 * 2 * C * (a.read * H * W + a.read * W * a.read) + 2 * C * (
+            H * a.write * a.write + H * a.write * W
+        )
         once = 0
     else:
         reads, heads, attention = C * H * W, C * H * W, 0  # x's encoder projection is made once per forward
@@ -56,8 +59,10 @@ def matmul_rate(a, device, dtype) -> float:
     products = []
     for k, n in layer_shapes(a):
         products += [(a.batch, k, n), (a.batch, n, k), (n, a.batch, k)]
-    tensors = [(torch.randn(m, k, device=device, dtype=dtype), torch.randn(k, n, device=device, dtype=dtype))
-               for m, k, n in products]
+    tensors = [
+        (torch.randn(m, k, device=device, dtype=dtype), torch.randn(k, n, device=device, dtype=dtype))
+        for m, k, n in products
+    ]
     flops = sum(2 * m * k * n for m, k, n in products)
     for _ in range(20):
         for p, q in tensors:
@@ -84,8 +89,11 @@ def run_mode(a) -> dict:
 
     device = torch.device(a.device)
     torch.manual_seed(0)
-    attention = {"type": a.attention, "read_size": a.read, "write_size": a.write} if a.attention == "gaussian" \
+    attention = (
+        {"type": a.attention, "read_size": a.read, "write_size": a.write}
+        if a.attention == "gaussian"
         else {"type": "none"}
+    )
     module = DrawModule(tuple(a.shape), a.T, a.latent, a.lstm, attention, engine=a.mode).to(device)
     x = torch.rand(a.batch, *a.shape, device=device).bernoulli()
     optimiser = torch.optim.Adam(module.parameters(), lr=1e-3)
@@ -118,9 +126,19 @@ def run_mode(a) -> dict:
         sync(device)
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
-    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"mode": a.mode, "ms_per_step": 1000 * seconds, "images_per_s": a.batch / seconds,
-            "peak_memory_mb": peak / 2**20, "first_step_s": first, "achieved_gflops": step_flops(a) / seconds / 1e9}
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
+    return {
+        "mode": a.mode,
+        "ms_per_step": 1000 * seconds,
+        "images_per_s": a.batch / seconds,
+        "peak_memory_mb": peak / 2**20,
+        "first_step_s": first,
+        "achieved_gflops": step_flops(a) / seconds / 1e9,
+    }
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -152,40 +170,73 @@ def main():
         return
 
     device = torch.device(a.device)
-    print(f"device: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, batch {a.batch}, T {a.T}, LSTM {a.lstm}, z {a.latent}, "
-          f"image {tuple(a.shape)}, precision {a.precision}")
+    print(
+        f"device: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}, torch {torch.__version__}, "
+        f"threads {torch.get_num_threads()}, batch {a.batch}, T {a.T}, LSTM {a.lstm}, z {a.latent}, "
+        f"image {tuple(a.shape)}, precision {a.precision}"
+    )
     rows = []
     for attention in a.attention:
         a.attention = attention
         rate = matmul_rate(a, device, torch.bfloat16 if a.precision == "bf16" else torch.float32)
         flops = step_flops(a)
-        print(f"\n== attention {attention}" + (f" (read {a.read}x{a.read}, write {a.write}x{a.write})" if attention == "gaussian" else ""))
-        print(f"training step: {flops / 1e9:.1f} GFLOP (matrix products, by formula); "
-              f"matrix-multiply rate at the model's shapes: {rate / 1e9:.1f} GFLOP/s")
-        print(f"{'mode':<22} {'images/s':>9} {'ms/step':>9} {'peak MB':>9} {'vs textbook':>12} {'GFLOP/s':>8} "
-              f"{'of matmul':>10} {'1st step s':>11}")
+        print(
+            f"\n== attention {attention}"
+            + (f" (read {a.read}x{a.read}, write {a.write}x{a.write})" if attention == "gaussian" else "")
+        )
+        print(
+            f"training step: {flops / 1e9:.1f} GFLOP (matrix products, by formula); "
+            f"matrix-multiply rate at the model's shapes: {rate / 1e9:.1f} GFLOP/s"
+        )
+        print(
+            f"{'mode':<22} {'images/s':>9} {'ms/step':>9} {'peak MB':>9} {'vs textbook':>12} {'GFLOP/s':>8} "
+            f"{'of matmul':>10} {'1st step s':>11}"
+        )
         baseline = None
         for mode in a.modes:
-            argv = [sys.executable, __file__, "--mode", mode, "--attention", attention] + [
-                f"--{k}={v}" for k, v in (("device", a.device), ("precision", a.precision), ("batch", a.batch),
-                                         ("T", a.T), ("lstm", a.lstm), ("latent", a.latent), ("read", a.read),
-                                         ("write", a.write), ("steps", a.steps), ("warmup", a.warmup))
-            ] + ["--shape", *map(str, a.shape)]
+            argv = (
+                [sys.executable, __file__, "--mode", mode, "--attention", attention]
+                + [
+                    f"--{k}={v}"
+                    for k, v in (
+                        ("device", a.device),
+                        ("precision", a.precision),
+                        ("batch", a.batch),
+                        ("T", a.T),
+                        ("lstm", a.lstm),
+                        ("latent", a.latent),
+                        ("read", a.read),
+                        ("write", a.write),
+                        ("steps", a.steps),
+                        ("warmup", a.warmup),
+                    )
+                ]
+                + ["--shape", *map(str, a.shape)]
+            )
             result = subprocess.run(argv, capture_output=True, text=True)
             if result.returncode != 0:
-                print(f"{mode:<22} failed: {result.stderr.strip().splitlines()[-1] if result.stderr else result.returncode}")
+                print(
+                    f"{mode:<22} failed: "
+                    f"{result.stderr.strip().splitlines()[-1] if result.stderr else result.returncode}"
+                )
                 continue
             row = json.loads(result.stdout.strip().splitlines()[-1])
             baseline = baseline or (row["images_per_s"] if mode == "textbook" else None)
             ratio = row["images_per_s"] / baseline if baseline else None  # None: textbook not among --modes
-            row.update(attention=attention, vs_baseline=ratio, matmul_gflops=rate / 1e9,
-                       fraction_of_matmul=row["achieved_gflops"] * 1e9 / rate, step_gflop=flops / 1e9)
+            row.update(
+                attention=attention,
+                vs_baseline=ratio,
+                matmul_gflops=rate / 1e9,
+                fraction_of_matmul=row["achieved_gflops"] * 1e9 / rate,
+                step_gflop=flops / 1e9,
+            )
             rows.append(row)
             versus = f"{ratio:>11.2f}x" if ratio else f"{'(not run)':>12}"
-            print(f"{mode:<22} {row['images_per_s']:>9.1f} {row['ms_per_step']:>9.1f} {row['peak_memory_mb']:>9.0f} "
-                  f"{versus} {row['achieved_gflops']:>8.1f} {row['fraction_of_matmul']:>9.0%} "
-                  f"{row['first_step_s']:>11.1f}")
+            print(
+                f"{mode:<22} {row['images_per_s']:>9.1f} {row['ms_per_step']:>9.1f} {row['peak_memory_mb']:>9.0f} "
+                f"{versus} {row['achieved_gflops']:>8.1f} {row['fraction_of_matmul']:>9.0%} "
+                f"{row['first_step_s']:>11.1f}"
+            )
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=2)

@@ -47,9 +47,19 @@ def mnist_dir(tmp_path: Path) -> Path:
 
 
 TINY = [
-    "attention=gaussian", "T=2", "latent_size=4", "lstm_size=16", "attention.read_size=2", "attention.write_size=3",
-    "data.val_size=50", "data.batch_size=25", "data.num_workers=0", "data.download=false",
-    "trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.log_every_n_steps=1",
+    "attention=gaussian",
+    "T=2",
+    "latent_size=4",
+    "lstm_size=16",
+    "attention.read_size=2",
+    "attention.write_size=3",
+    "data.val_size=50",
+    "data.batch_size=25",
+    "data.num_workers=0",
+    "data.download=false",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=3",
+    "trainer.log_every_n_steps=1",
     "model.engine=fused_loop",  # no compile time; the default engine (auto) runs in test_train.py's README commands
 ]
 
@@ -64,7 +74,11 @@ def run_script(script: str, *overrides: str, cwd: Path, env: dict | None = None,
     full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0", **(env or {})}
     return subprocess.run(
         [sys.executable, str(ROOT / script), *overrides],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -81,7 +95,7 @@ def write_amat(path: Path, pixels: np.ndarray) -> None:
 def write_binarized_mnist(root: Path, sizes=(60, 20, 30), seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     written = {}
-    for split, n in zip(("train", "valid", "test"), sizes):
+    for split, n in zip(("train", "valid", "test"), sizes, strict=True):
         written[split] = (rng.random((n, 784)) < 0.2).astype(np.uint8)
         write_amat(root / "BinarizedMNIST" / f"binarized_mnist_{split}.amat", written[split])
     return written
@@ -111,8 +125,10 @@ def write_digit_struct(path: Path, entries) -> None:
                 if len(values) == 1:
                     group.create_dataset(key, data=np.array([[values[0]]], np.float64))
                 else:
-                    value_refs = [refs.create_dataset(f"v{i}{key}{j}", data=np.array([[v]], np.float64)).ref
-                                  for j, v in enumerate(values)]
+                    value_refs = [
+                        refs.create_dataset(f"v{i}{key}{j}", data=np.array([[v]], np.float64)).ref
+                        for j, v in enumerate(values)
+                    ]
                     group.create_dataset(key, data=np.array(value_refs, dtype=h5py.ref_dtype).reshape(-1, 1))
             boxes.append(group.ref)
         ds = f.create_group("digitStruct")
@@ -132,6 +148,7 @@ def write_svhn_format1(path: Path, split: str, n: int, seed: int = 0):
     path.parent.mkdir(parents=True, exist_ok=True)
     entries = []
     with tarfile.open(path, "w:gz") as tar:
+
         def add(name, data):
             info = tarfile.TarInfo(f"{split}/{name}")
             info.size = len(data)

@@ -3,9 +3,8 @@
 import json
 
 import pytest
-from PIL import Image
-
 from conftest import run_script, run_train, write_binarized_mnist
+from PIL import Image
 
 pytestmark = pytest.mark.slow  # runs train.py, evaluate.py or sample.py as the user does
 
@@ -15,9 +14,20 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
     write_binarized_mnist(root / "data")
     data = [f"paths.data_dir={root / 'data'}", "data.verify=false", "data.num_workers=0"]
-    result = run_train("data=binarized_mnist", "T=3", "lstm_size=16", "latent_size=4", "attention.write_size=3",
-                       *data, "data.batch_size=10", "trainer.max_epochs=1", "logger=csv", "callbacks.pictures=null",
-                       f"hydra.run.dir={root / 'run'}", cwd=root)
+    result = run_train(
+        "data=binarized_mnist",
+        "T=3",
+        "lstm_size=16",
+        "latent_size=4",
+        "attention.write_size=3",
+        *data,
+        "data.batch_size=10",
+        "trainer.max_epochs=1",
+        "logger=csv",
+        "callbacks.pictures=null",
+        f"hydra.run.dir={root / 'run'}",
+        cwd=root,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return root, root / "run" / "checkpoints" / "last.ckpt", data
 
@@ -25,9 +35,15 @@ def trained(tmp_path_factory):
 def test_evaluate_takes_the_checkpoints_data_and_adds_its_results_beside_it(trained):
     """No data= and no data folder on the command line: the run's own data set and folder; a second evaluation
     adds its rows to the same file instead of replacing the first's."""
-    root, ckpt, data = trained
-    result = run_script("evaluate.py", f"ckpt_path={ckpt}", "iw_samples=[2,20]", "max_batch=64",
-                        f"hydra.run.dir={root / 'eval'}", cwd=root / "run")  # another folder: data/ is not here
+    root, ckpt, _data = trained
+    result = run_script(
+        "evaluate.py",
+        f"ckpt_path={ckpt}",
+        "iw_samples=[2,20]",
+        "max_batch=64",
+        f"hydra.run.dir={root / 'eval'}",
+        cwd=root / "run",
+    )  # another folder: data/ is not here
     assert result.returncode == 0, result.stderr[-3000:]
     assert "NLL bound (nats)" in result.stdout and "data: BinarizedMNISTDataModule in " in result.stdout
     rows = json.loads(ckpt.with_suffix(".eval.json").read_text())
@@ -37,8 +53,9 @@ def test_evaluate_takes_the_checkpoints_data_and_adds_its_results_beside_it(trai
         assert row["nll_bound"] > 0 and row["stderr"] > 0 and row["seconds"] >= 0 and row["global_step"] == 6
     assert rows[2]["nll_bound"] < rows[0]["nll_bound"]  # 20 samples: tighter than the ELBO
 
-    again = run_script("evaluate.py", f"ckpt_path={ckpt}", "split=val", "limit_images=7",
-                       f"hydra.run.dir={root / 'eval2'}", cwd=root)
+    again = run_script(
+        "evaluate.py", f"ckpt_path={ckpt}", "split=val", "limit_images=7", f"hydra.run.dir={root / 'eval2'}", cwd=root
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     rows = json.loads(ckpt.with_suffix(".eval.json").read_text())
     assert len(rows) == 4 and rows[:3] == rows[:3] and (rows[3]["split"], rows[3]["images"]) == ("val", 7)
@@ -50,7 +67,7 @@ def test_limit_images_spreads_over_the_split(trained):
 
     from draw_exp.checkpoint_tasks import load_checkpoint, load_split
 
-    root, ckpt, _ = trained
+    _root, ckpt, _ = trained
     module, checkpoint = load_checkpoint(str(ckpt), "cpu")
     cfg = OmegaConf.create({"data": None, "num_workers": 0, "paths": {"data_dir": "unused"}})
     _, loader = load_split(cfg, module, checkpoint, "test", limit_images=4)
@@ -59,7 +76,7 @@ def test_limit_images_spreads_over_the_split(trained):
 
 
 def test_sample_writes_the_pictures(trained):
-    root, ckpt, data = trained
+    root, ckpt, _data = trained
     out = root / "pictures"
     result = run_script("sample.py", f"ckpt_path={ckpt}", "n=9", "reconstruct=4", f"hydra.run.dir={out}", cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -71,8 +88,9 @@ def test_sample_writes_the_pictures(trained):
 def test_sample_without_the_data_set_still_draws_samples(trained):
     root, ckpt, _ = trained
     out = root / "no-data"
-    result = run_script("sample.py", f"ckpt_path={ckpt}", "n=4", f"paths.data_dir={root / 'nowhere'}",
-                        f"hydra.run.dir={out}", cwd=root)
+    result = run_script(
+        "sample.py", f"ckpt_path={ckpt}", "n=4", f"paths.data_dir={root / 'nowhere'}", f"hydra.run.dir={out}", cwd=root
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "reconstructions skipped: they need the data set" in result.stdout
     assert (out / "samples.png").is_file() and not (out / "reconstructions.png").exists()
@@ -84,6 +102,6 @@ def test_a_missing_checkpoint_is_named(tmp_path):
 
 
 def test_evaluating_on_the_wrong_data_set_is_refused(trained):
-    root, ckpt, data = trained
+    root, ckpt, _data = trained
     result = run_script("evaluate.py", f"ckpt_path={ckpt}", "data=svhn", f"paths.data_dir={root / 'data'}", cwd=root)
     assert result.returncode != 0 and "(3, 32, 32)" in result.stderr and "(1, 28, 28)" in result.stderr

@@ -87,15 +87,22 @@ def test_reading_a_checkpoint_never_runs_code_from_it(tmp_path):
 
 
 def test_a_slim_copy_keeps_the_model_and_its_data_settings_only(tmp_path):
+    from draw_exp.checkpoint_tasks import load_checkpoint
     from draw_exp.checkpoints import slim_checkpoint
     from draw_exp.lit_module import DrawModule
-    from draw_exp.checkpoint_tasks import load_checkpoint
 
-    module = DrawModule(image_shape=(1, 6, 6), T=2, latent_size=3, lstm_size=8, attention={"type": "none"},
-                        engine="fused_loop")
-    full = {"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict(), "global_step": 7,
-            "epoch": 1, "optimizer_states": [{"state": {0: torch.zeros(1000)}}], "rng_states": {"torch": b"x"},
-            "datamodule_hyper_parameters": {"_target_": "draw_exp.data.MNISTDataModule", "data_dir": "/home/a/data"}}
+    module = DrawModule(
+        image_shape=(1, 6, 6), T=2, latent_size=3, lstm_size=8, attention={"type": "none"}, engine="fused_loop"
+    )
+    full = {
+        "hyper_parameters": dict(module.hparams),
+        "state_dict": module.state_dict(),
+        "global_step": 7,
+        "epoch": 1,
+        "optimizer_states": [{"state": {0: torch.zeros(1000)}}],
+        "rng_states": {"torch": b"x"},
+        "datamodule_hyper_parameters": {"_target_": "draw_exp.data.MNISTDataModule", "data_dir": "/home/a/data"},
+    }
     torch.save(full, tmp_path / "full.ckpt")
     slim_checkpoint(tmp_path / "full.ckpt", tmp_path / "slim.ckpt")
     slim = read_checkpoint(tmp_path / "slim.ckpt")

@@ -25,9 +25,17 @@ def compose_config(*overrides, tmp_path):
 
 def test_the_design_card_groups_exist():
     assert {"attention", "data", "model", "trainer", "logger", "callbacks", "experiment"} <= set(GROUPS)
-    assert {("attention", "none"), ("attention", "gaussian"), ("trainer", "cpu"), ("trainer", "gpu"),
-            ("trainer", "ddp"), ("logger", "wandb"), ("logger", "csv"), ("experiment", "mnist_gaussian"),
-            ("experiment", "mnist_none")} <= set(OPTIONS)
+    assert {
+        ("attention", "none"),
+        ("attention", "gaussian"),
+        ("trainer", "cpu"),
+        ("trainer", "gpu"),
+        ("trainer", "ddp"),
+        ("logger", "wandb"),
+        ("logger", "csv"),
+        ("experiment", "mnist_gaussian"),
+        ("experiment", "mnist_none"),
+    } <= set(OPTIONS)
 
 
 @pytest.mark.parametrize("group,option", OPTIONS)
@@ -42,8 +50,16 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path):
 
 
 def test_top_level_keys_reach_the_model(tmp_path):
-    cfg = compose_config("attention=gaussian", "T=7", "latent_size=9", "lstm_size=33", "attention.read_size=3",
-                         "attention.write_size=4", "model.lr=0.01", tmp_path=tmp_path)
+    cfg = compose_config(
+        "attention=gaussian",
+        "T=7",
+        "latent_size=9",
+        "lstm_size=33",
+        "attention.read_size=3",
+        "attention.write_size=4",
+        "model.lr=0.01",
+        tmp_path=tmp_path,
+    )
     _, module, _ = build(cfg)
     model = module.model
     assert (model.T, model.latent_size, model.lstm_size) == (7, 9, 33)
@@ -67,15 +83,22 @@ def test_paper_presets(experiment, attention, tmp_path):
 
 def test_svhn_preset_is_table_3(tmp_path):
     cfg = compose_config("experiment=svhn_gaussian", tmp_path=tmp_path)
-    datamodule, module, _ = build(cfg)
+    _datamodule, module, _ = build(cfg)
     model = module.model
     assert (model.T, model.latent_size, model.lstm_size) == (32, 100, 800)
     assert (model.attention.read_size, model.attention.write_size) == (12, 12)
     assert model.image_shape == (3, 54, 54) and type(module.likelihood).__name__ == "Bernoulli"
 
 
-@pytest.mark.parametrize("data,likelihood", [("mnist", "Bernoulli"), ("binarized_mnist", "Bernoulli"),
-                                             ("svhn", "DiscretizedLogistic"), ("svhn_paper", "DiscretizedLogistic")])
+@pytest.mark.parametrize(
+    "data,likelihood",
+    [
+        ("mnist", "Bernoulli"),
+        ("binarized_mnist", "Bernoulli"),
+        ("svhn", "DiscretizedLogistic"),
+        ("svhn_paper", "DiscretizedLogistic"),
+    ],
+)
 def test_each_data_set_has_its_default_likelihood(data, likelihood, tmp_path):
     _, module, _ = build(compose_config(f"data={data}", tmp_path=tmp_path))
     assert type(module.likelihood).__name__ == likelihood
@@ -89,8 +112,9 @@ def test_data_dir_follows_the_environment_variable(tmp_path, monkeypatch):
     assert cfg.data.data_dir == "/somewhere/else"
 
 
-@pytest.mark.parametrize("path", sorted(p for p in CONF.rglob("*.yaml") if p.parent.name != "help"),
-                         ids=lambda p: str(p.relative_to(CONF)))
+@pytest.mark.parametrize(
+    "path", sorted(p for p in CONF.rglob("*.yaml") if p.parent.name != "help"), ids=lambda p: str(p.relative_to(CONF))
+)
 def test_every_key_a_user_can_type_has_a_comment(path):
     """Each `key: value` line carries a one-line comment (on the line or the line above)."""
     lines = path.read_text().splitlines()
@@ -137,4 +161,3 @@ def test_a_bad_value_is_refused_before_any_work_naming_the_key(override, named, 
         build(cfg)
     assert named in str(raised.value) and "not allowed" in str(raised.value)
     assert not (tmp_path / "nowhere").exists()
-

@@ -16,6 +16,9 @@ def test_validation_curve_reads_every_version_in_order_and_the_plot_is_written(t
     write_metrics(run / "csv" / "version_10", [(2, 299, "", 110.0, "")])  # sorted by number, not as text
     rows = validation_curve(run)
     assert [(r["step"], r["epoch"], r["nll_bound"], r["elapsed_s"]) for r in rows] == [
-        (100, 1, 150.0, 60.0), (200, 2, 120.0, 130.5), (300, 3, 110.0, None)]
+        (100, 1, 150.0, 60.0),
+        (200, 2, 120.0, 130.5),
+        (300, 3, 110.0, None),
+    ]
     out = plot({"run": rows}, tmp_path / "curves.png", steps_per_epoch=100, reference={"paper": 80.97})
     assert out.stat().st_size > 10_000

@@ -7,7 +7,6 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import ROOT, run_train, tiny_without
 from test_train import last_metrics
 
@@ -15,8 +14,18 @@ pytestmark = pytest.mark.slow  # runs train.py, evaluate.py or sample.py as the 
 
 
 def validate(ckpt, data_dir, devices: int) -> dict:
-    result = subprocess.run([sys.executable, str(ROOT / "tests" / "scripts" / "validate_checkpoint.py"), str(ckpt),
-                             str(data_dir), str(devices)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "scripts" / "validate_checkpoint.py"),
+            str(ckpt),
+            str(data_dir),
+            str(devices),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -30,9 +39,16 @@ def ddp_run(tmp_path_factory):
     data_dir = write_mnist(root / "data")
     run_dir = root / "run"
     # The whole epoch: 150 training images, 25 per device and step.
-    result = run_train(*tiny_without("trainer.limit_train_batches"), "trainer=ddp", "trainer.devices=2",
-                       "trainer.accelerator=cpu", f"paths.data_dir={data_dir}", "logger=csv",
-                       f"hydra.run.dir={run_dir}", cwd=root)
+    result = run_train(
+        *tiny_without("trainer.limit_train_batches"),
+        "trainer=ddp",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        f"paths.data_dir={data_dir}",
+        "logger=csv",
+        f"hydra.run.dir={run_dir}",
+        cwd=root,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return root, data_dir, run_dir
 
@@ -68,9 +84,19 @@ def test_the_validation_bound_is_the_same_with_two_processes_and_one(ddp_run):
 def test_a_local_multirun_of_ddp_jobs_runs_each_job_on_its_own_ranks(mnist_dir, tmp_path):
     """Jobs run one after another in one process: the second must not mistake itself for a rank of the first."""
     sweep = tmp_path / "multirun"
-    result = run_train("-m", "T=2,3", *tiny_without("T"), "trainer=ddp", "trainer.devices=2",
-                       "trainer.accelerator=cpu", f"paths.data_dir={mnist_dir}", "logger=csv",
-                       "callbacks.pictures=null", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    result = run_train(
+        "-m",
+        "T=2,3",
+        *tiny_without("T"),
+        "trainer=ddp",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        f"paths.data_dir={mnist_dir}",
+        "logger=csv",
+        "callbacks.pictures=null",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for job, T in (("0", 2), ("1", 3)):
         assert (sweep / job / "ddp_rank_1.log").is_file()  # rank 1 of this job ran, in this job's folder

@@ -10,15 +10,28 @@ from draw_exp.lit_module import DrawModule
 
 
 def module(**kw):
-    args = {"image_shape": (1, 6, 6), "T": 2, "latent_size": 3, "lstm_size": 8, "attention": {"type": "none"},
-            "engine": "fused_loop"}
+    args = {
+        "image_shape": (1, 6, 6),
+        "T": 2,
+        "latent_size": 3,
+        "lstm_size": 8,
+        "attention": {"type": "none"},
+        "engine": "fused_loop",
+    }
     return DrawModule(**{**args, **kw}).eval()
 
 
 def trained_module(steps=150):
     torch.manual_seed(0)
-    m = DrawModule(image_shape=(1, 6, 6), T=3, latent_size=4, lstm_size=16, attention={"type": "none"}, lr=1e-2,
-                   engine="fused_loop")
+    m = DrawModule(
+        image_shape=(1, 6, 6),
+        T=3,
+        latent_size=4,
+        lstm_size=16,
+        attention={"type": "none"},
+        lr=1e-2,
+        engine="fused_loop",
+    )
     x = (torch.rand(64, 1, 6, 6) < torch.linspace(0.1, 0.9, 36).view(1, 1, 6, 6)).float()
     optimiser = m.configure_optimizers()
     for _ in range(steps):
@@ -68,7 +81,9 @@ def exact_nll(m: DrawModule, x: torch.Tensor) -> torch.Tensor:
 
 def test_bounds_bracket_an_exact_likelihood():
     torch.manual_seed(3)
-    m = DrawModule(image_shape=(1, 1, 2), T=1, latent_size=1, lstm_size=4, attention={"type": "none"}, engine="fused_loop")
+    m = DrawModule(
+        image_shape=(1, 1, 2), T=1, latent_size=1, lstm_size=4, attention={"type": "none"}, engine="fused_loop"
+    )
     images = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]).view(4, 1, 1, 2)
     exact = exact_nll(m, images)
     assert torch.exp(-exact).sum().item() == pytest.approx(1.0, abs=1e-6)  # a distribution over the 4 images

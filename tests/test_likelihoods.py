@@ -3,7 +3,6 @@
 import math
 
 import mpmath
-
 import pytest
 import torch
 
@@ -24,8 +23,10 @@ def test_bernoulli_nll_sums_over_pixels_per_image():
     assert nll.shape == (3,)
     torch.testing.assert_close(nll[1], bernoulli_nll(logits[1:2], x[1:2])[0])
     # uniform logits: exactly log 2 per pixel
-    torch.testing.assert_close(bernoulli_nll(torch.zeros(1, 1, 28, 28), x[:1, :1, :, :].new_ones(1, 1, 28, 28)),
-                               torch.tensor([784 * math.log(2)]))
+    torch.testing.assert_close(
+        bernoulli_nll(torch.zeros(1, 1, 28, 28), x[:1, :1, :, :].new_ones(1, 1, 28, 28)),
+        torch.tensor([784 * math.log(2)]),
+    )
 
 
 def test_bernoulli_sums_to_one_over_every_binary_image():
@@ -49,8 +50,9 @@ def sigmoid(v):
 @pytest.mark.parametrize("scale", [1e-3, 0.01, 0.1, 1.0, 10.0])
 def test_discretized_logistic_sums_to_one_over_the_256_bins(mean, scale):
     x = torch.arange(256, dtype=torch.float64) / 255
-    log_p = discretized_logistic_log_prob(x, torch.tensor(mean, dtype=torch.float64),
-                                          torch.tensor(math.log(scale), dtype=torch.float64))
+    log_p = discretized_logistic_log_prob(
+        x, torch.tensor(mean, dtype=torch.float64), torch.tensor(math.log(scale), dtype=torch.float64)
+    )
     torch.testing.assert_close(log_p.exp().sum(), torch.tensor(1.0, dtype=torch.float64), rtol=0, atol=1e-9)
 
 
@@ -59,8 +61,11 @@ def test_discretized_logistic_values_against_a_hand_computation():
     for k in (0, 1, 100, 102, 254, 255):
         upper = sigmoid((k / 255 + 0.5 / 255 - mean) / scale) if k < 255 else 1.0
         lower = sigmoid((k / 255 - 0.5 / 255 - mean) / scale) if k > 0 else 0.0
-        got = discretized_logistic_log_prob(torch.tensor(k / 255, dtype=torch.float64), torch.tensor(mean, dtype=torch.float64),
-                                            torch.tensor(math.log(scale), dtype=torch.float64))
+        got = discretized_logistic_log_prob(
+            torch.tensor(k / 255, dtype=torch.float64),
+            torch.tensor(mean, dtype=torch.float64),
+            torch.tensor(math.log(scale), dtype=torch.float64),
+        )
         assert got.item() == pytest.approx(math.log(upper - lower), rel=1e-9)
 
 

@@ -21,8 +21,7 @@ def test_a_classifier_without_gaussian_attention_is_refused():
 
 def test_training_step_returns_the_mean_cross_entropy():
     torch.manual_seed(0)
-    module = ClassifierModule(image_shape=(1, 16, 16), T=2, lstm_size=8, attention={"type": "gaussian",
-                                                                                    "read_size": 4})
+    module = ClassifierModule(image_shape=(1, 16, 16), T=2, lstm_size=8, attention={"type": "gaussian", "read_size": 4})
     module.log = lambda *args, **kwargs: None  # outside a Trainer
     x, labels = torch.rand(5, 1, 16, 16), torch.tensor([0, 1, 2, 3, 4])
     loss = module.training_step((x, labels), 0)

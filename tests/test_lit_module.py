@@ -24,8 +24,15 @@ def blobs(n=32, seed=0):
 
 
 def tiny(**kw):
-    args = {"image_shape": (1, 28, 28), "T": 4, "latent_size": 8, "lstm_size": 64, "attention": GAUSSIAN, "lr": 1e-2,
-            "engine": "fused_loop"}
+    args = {
+        "image_shape": (1, 28, 28),
+        "T": 4,
+        "latent_size": 8,
+        "lstm_size": 64,
+        "attention": GAUSSIAN,
+        "lr": 1e-2,
+        "engine": "fused_loop",
+    }
     return DrawModule(**{**args, **kw})
 
 
@@ -93,8 +100,13 @@ def test_validation_metrics_are_means_over_the_whole_split(tmp_path):
         return terms
 
     module.loss_terms = recording
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                         default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     result = trainer.validate(module, DataLoader(x, batch_size=10), verbose=False)[0]
     per_image = torch.cat(seen)
     assert [len(s) for s in seen] == [10, 10, 10, 5]
@@ -106,8 +118,15 @@ def test_validation_metrics_are_means_over_the_whole_split(tmp_path):
 
 def test_load_from_checkpoint_alone_restores_the_model(tmp_path):
     module = tiny(attention={"type": "gaussian", "read_size": 3, "write_size": 4}, T=2)
-    trainer = pl.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, default_root_dir=tmp_path, enable_checkpointing=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        enable_checkpointing=False,
+    )
     trainer.fit(module, DataLoader(blobs(8), batch_size=4))
     path = tmp_path / "m.ckpt"
     trainer.save_checkpoint(path)
@@ -128,8 +147,13 @@ def test_non_positive_learning_rate_is_refused(lr):
 def test_colour_likelihood_reports_bits_per_dim(tmp_path):
     module = tiny(image_shape=(3, 8, 8), attention={"type": "none"}, likelihood={"type": "discretized_logistic"})
     x = torch.randint(0, 256, (12, 3, 8, 8)) / 255
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                         default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     result = trainer.validate(module, DataLoader(x, batch_size=5), verbose=False)[0]
     assert result["val/bits_per_dim"] == pytest.approx(result["val/nll_bound"] / (3 * 8 * 8 * math.log(2)), rel=1e-5)
     assert "val/bits_per_dim" not in trainer.validate(tiny(), DataLoader(blobs(4), batch_size=4), verbose=False)[0]
@@ -156,10 +180,25 @@ class PlantedNaN(DrawModule):
 
 
 def fit_planted(nonfinite: str, tmp_path, **kw) -> tuple[PlantedNaN, pl.Trainer, dict]:
-    module = PlantedNaN(image_shape=(1, 28, 28), T=2, latent_size=4, lstm_size=16, attention=GAUSSIAN,
-                        nonfinite=nonfinite, engine="fused_loop", **kw)
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, default_root_dir=tmp_path, enable_checkpointing=False)
+    module = PlantedNaN(
+        image_shape=(1, 28, 28),
+        T=2,
+        latent_size=4,
+        lstm_size=16,
+        attention=GAUSSIAN,
+        nonfinite=nonfinite,
+        engine="fused_loop",
+        **kw,
+    )
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        enable_checkpointing=False,
+    )
     changed = []  # per batch: did it change the weights?
     before = {}
 
@@ -186,7 +225,7 @@ def test_a_nan_loss_stops_training_naming_the_step_and_the_terms(tmp_path):
 
 
 def test_nonfinite_skip_skips_that_batch_only(tmp_path):
-    module, trainer, changed = fit_planted("skip", tmp_path)
+    module, _trainer, changed = fit_planted("skip", tmp_path)
     assert changed == [True, False, True, True]  # no update from batch 1
     assert module.skipped_batches == 1
     assert all(torch.isfinite(p).all() for p in module.parameters())
@@ -198,7 +237,7 @@ def test_nonfinite_skip_stops_once_more_batches_than_allowed_were_skipped(tmp_pa
 
     PlantedNaN.diverge = True
     try:
-        with pytest.raises(NonFiniteLossError, match="3 batches skipped.*model.max_skipped_batches=2"):
+        with pytest.raises(NonFiniteLossError, match=r"3 batches skipped.*model.max_skipped_batches=2"):
             fit_planted("skip", tmp_path, max_skipped_batches=2)
     finally:
         PlantedNaN.diverge = False
@@ -207,11 +246,11 @@ def test_nonfinite_skip_stops_once_more_batches_than_allowed_were_skipped(tmp_pa
 def test_learning_rate_schedule_warms_up_then_halves_every_half_life():
     module = tiny(lr=1e-3, lr_warmup_steps=4, lr_half_life_steps=100)
     factors = [module.lr_factor(step) for step in (0, 1, 3, 100, 200)]
-    assert factors == pytest.approx([0.25 * 1, 0.5 * 0.5 ** 0.01, 0.5 ** 0.03, 0.5, 0.25])
+    assert factors == pytest.approx([0.25 * 1, 0.5 * 0.5**0.01, 0.5**0.03, 0.5, 0.25])
     assert tiny().configure_optimizers().__class__.__name__ == "Adam"  # no schedule unless asked
     scheduled = tiny(lr_half_life_steps=10).configure_optimizers()
     assert scheduled["lr_scheduler"]["interval"] == "step"
-    with pytest.raises(ConfigError, match="model.lr_half_life_steps=0"):
+    with pytest.raises(ConfigError, match=r"model.lr_half_life_steps=0"):
         tiny(lr_half_life_steps=0)
 
 
@@ -219,7 +258,7 @@ def test_checkpoints_of_the_model_compile_era_load_with_their_engine():
     """Before model.engine, hyperparameters named the engine by torch.compile's mode."""
     assert tiny(compile="default").model.engine == "handwritten_bptt"
     assert tiny(compile="reduce-overhead").model.engine == "fused_loop_cudagraphs"
-    with pytest.raises(ConfigError, match="model.engine='max-autotune' is not allowed"):
+    with pytest.raises(ConfigError, match=r"model.engine='max-autotune' is not allowed"):
         tiny(compile="max-autotune")
 
 
@@ -229,10 +268,24 @@ def test_a_skipped_batch_logs_no_loss_of_its_own(tmp_path):
 
     from pytorch_lightning.loggers import CSVLogger
 
-    module = PlantedNaN(image_shape=(1, 28, 28), T=2, latent_size=4, lstm_size=16, attention=GAUSSIAN,
-                        nonfinite="skip", engine="fused_loop")
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=CSVLogger(tmp_path), log_every_n_steps=1,
-                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    module = PlantedNaN(
+        image_shape=(1, 28, 28),
+        T=2,
+        latent_size=4,
+        lstm_size=16,
+        attention=GAUSSIAN,
+        nonfinite="skip",
+        engine="fused_loop",
+    )
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=CSVLogger(tmp_path),
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     trainer.fit(module, DataLoader(blobs(16), batch_size=4))
     rows = [r for r in csv.DictReader(next(tmp_path.rglob("metrics.csv")).open()) if r["train/loss_step"]]
     losses = [float(r["train/loss_step"]) for r in rows]
@@ -241,7 +294,7 @@ def test_a_skipped_batch_logs_no_loss_of_its_own(tmp_path):
 
 
 def test_nonfinite_must_be_error_or_skip():
-    with pytest.raises(ConfigError, match="model.nonfinite='ignore' is not allowed"):
+    with pytest.raises(ConfigError, match=r"model.nonfinite='ignore' is not allowed"):
         tiny(nonfinite="ignore")
 
 

@@ -30,8 +30,16 @@ def test_a_write_window_is_drawn_where_its_parameters_say():
 @pytest.mark.parametrize("attention", ["gaussian", "none"])
 def test_render_all_writes_every_picture(shape, attention, tmp_path):
     model = DRAW(shape, T=5, latent_size=3, lstm_size=8, attention_type=attention, read_size=2, write_size=4)
-    files = render_all(model, torch.rand(6, *shape), torch.randn(5, 9, 3), tmp_path, animated=4, strip_every=2, scale=2,
-                       recon_noise=torch.randn(5, 6, 3))
+    files = render_all(
+        model,
+        torch.rand(6, *shape),
+        torch.randn(5, 9, 3),
+        tmp_path,
+        animated=4,
+        strip_every=2,
+        scale=2,
+        recon_noise=torch.randn(5, 6, 3),
+    )
     gif = Image.open(files["drawing_samples"])
     assert gif.n_frames == 5  # one frame per step
     side = 2 * (shape[1] * 2 + 2) + 2  # 4 images in a 2×2 tile, each enlarged twice, 2-pixel margins

@@ -5,15 +5,18 @@ import signal
 
 import pytest
 import torch
-
 from conftest import ROOT, run_train, tiny_without, write_mnist
 
 pytestmark = pytest.mark.slow  # runs train.py, evaluate.py or sample.py as the user does
 
 # 150 training images in batches of 25: 6 steps an epoch, 12 in all; last.ckpt every 2 steps.
-RUN = [*tiny_without("trainer.max_epochs", "trainer.limit_train_batches"),
-       "trainer.max_epochs=2", "callbacks.periodic_checkpoint.every_n_train_steps=2",
-       "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
+RUN = [
+    *tiny_without("trainer.max_epochs", "trainer.limit_train_batches"),
+    "trainer.max_epochs=2",
+    "callbacks.periodic_checkpoint.every_n_train_steps=2",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+]
 INTERVAL, KILL_AT, TOTAL = 2, 9, 12
 
 
@@ -32,8 +35,15 @@ def data_dir(tmp_path_factory):
 
 def train(run_dir, *overrides, data_dir, env=None, pictures=False):
     """train.py with RUN; ``pictures``: the default callbacks whole (pictures too), else without pictures."""
-    return run_train(*RUN, *([] if pictures else ["callbacks.pictures=null"]), f"paths.data_dir={data_dir}",
-                     f"hydra.run.dir={run_dir}", *overrides, cwd=run_dir.parent, env=env)
+    return run_train(
+        *RUN,
+        *([] if pictures else ["callbacks.pictures=null"]),
+        f"paths.data_dir={data_dir}",
+        f"hydra.run.dir={run_dir}",
+        *overrides,
+        cwd=run_dir.parent,
+        env=env,
+    )
 
 
 def test_a_run_killed_mid_epoch_resumes_to_the_same_step_count(data_dir, tmp_path):
@@ -42,8 +52,14 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_step_count(data_dir, tmp_pat
 
     run_dir = tmp_path / "crashed"
     killer = {"PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "scripts"), os.environ.get("PYTHONPATH", "")])}
-    killed = train(run_dir, "logger=wandb", "+callbacks.kill._target_=killer.KillAtStep",
-                   f"+callbacks.kill.step={KILL_AT}", data_dir=data_dir, env=killer)
+    killed = train(
+        run_dir,
+        "logger=wandb",
+        "+callbacks.kill._target_=killer.KillAtStep",
+        f"+callbacks.kill.step={KILL_AT}",
+        data_dir=data_dir,
+        env=killer,
+    )
     assert killed.returncode == -signal.SIGKILL
     at_kill = last_ckpt(run_dir)
     assert KILL_AT - INTERVAL <= at_kill["global_step"] < KILL_AT  # at most one checkpoint interval lost
@@ -75,8 +91,12 @@ def test_resuming_at_an_epoch_boundary_reproduces_the_uninterrupted_run(data_dir
     assert split["global_step"] == whole["global_step"] == TOTAL
     torch.testing.assert_close(weights(split), weights(whole), rtol=0, atol=1e-6)
     for name in ("exp_avg", "exp_avg_sq"):
-        torch.testing.assert_close(split["optimizer_states"][0]["state"][0][name],
-                                   whole["optimizer_states"][0]["state"][0][name], rtol=0, atol=1e-6)
+        torch.testing.assert_close(
+            split["optimizer_states"][0]["state"][0][name],
+            whole["optimizer_states"][0]["state"][0][name],
+            rtol=0,
+            atol=1e-6,
+        )
 
 
 def test_ckpt_path_last_without_a_checkpoint_says_how_to_name_the_run(data_dir, tmp_path):

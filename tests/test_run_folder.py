@@ -4,8 +4,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, TINY
+
 from draw_exp import run_folder
 
 
@@ -24,11 +24,22 @@ def test_a_taken_folder_gives_the_next_free_name(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_runs_started_together_never_share_a_folder(mnist_dir, tmp_path):
     """Three train.py started at once with the default run folder (time-stamped to the second)."""
-    command = [sys.executable, str(ROOT / "train.py"), *TINY, f"paths.data_dir={mnist_dir}", "logger=csv",
-               "callbacks.pictures=null", f"paths.output_root={tmp_path / 'outputs'}", "trainer.limit_train_batches=1",
-               "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
-    runs = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            for _ in range(3)]
+    command = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        *TINY,
+        f"paths.data_dir={mnist_dir}",
+        "logger=csv",
+        "callbacks.pictures=null",
+        f"paths.output_root={tmp_path / 'outputs'}",
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+    ]
+    runs = [
+        subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
     for run in runs:
         assert run.wait(timeout=300) == 0, run.stderr.read()[-3000:]
     folders = [p for p in (tmp_path / "outputs").glob("*/*") if p.is_dir()]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TINY, run_train, tiny_without, write_binarized_mnist
+
 from draw_exp.lit_module import DrawModule
 
 pytestmark = pytest.mark.slow  # runs train.py, evaluate.py or sample.py as the user does
@@ -41,8 +41,15 @@ def test_train_end_to_end_with_gaussian_attention(mnist_dir, tmp_path):
     assert summary["global_step"] == 3 and summary["best_val/nll_bound"] == pytest.approx(metrics["val/nll_bound"])
     assert len(summary["config_hash"]) == 12 and summary["wall_time_s"] > 0
     pictures = next((run_dir / "pictures").glob("step*"))
-    for name in ("samples.png", "reconstructions.png", "drawing_samples.gif", "drawing_reconstructions.gif",
-                 "drawing_samples_strip.png", "kl_per_step.png", "kl_per_step.csv"):
+    for name in (
+        "samples.png",
+        "reconstructions.png",
+        "drawing_samples.gif",
+        "drawing_reconstructions.gif",
+        "drawing_samples_strip.png",
+        "kl_per_step.png",
+        "kl_per_step.csv",
+    ):
         assert (pictures / name).is_file(), name
 
 
@@ -63,10 +70,17 @@ def test_the_readme_commands_run_with_wandb_offline(command, mnist_dir, tmp_path
 def test_one_last_checkpoint_always_the_newest_state(mnist_dir, tmp_path):
     """Periodic saves and end-of-validation saves write the same last.ckpt (no last-v1.ckpt beside a stale one)."""
     run_dir = tmp_path / "run"
-    result = run_train(*tiny_without("trainer.limit_train_batches"), "trainer.limit_train_batches=5",
-                       "trainer.max_epochs=2", "callbacks.periodic_checkpoint.every_n_train_steps=2",
-                       "callbacks.pictures=null", f"paths.data_dir={mnist_dir}", "logger=csv",
-                       f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    result = run_train(
+        *tiny_without("trainer.limit_train_batches"),
+        "trainer.limit_train_batches=5",
+        "trainer.max_epochs=2",
+        "callbacks.periodic_checkpoint.every_n_train_steps=2",
+        "callbacks.pictures=null",
+        f"paths.data_dir={mnist_dir}",
+        "logger=csv",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert [p.name for p in (run_dir / "checkpoints").glob("last*")] == ["last.ckpt"]
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 10
@@ -75,9 +89,17 @@ def test_one_last_checkpoint_always_the_newest_state(mnist_dir, tmp_path):
 def test_help_lists_the_groups(tmp_path):
     result = run_train("--help", cwd=tmp_path)
     assert result.returncode == 0
-    for group in ("attention: gaussian, none", "experiment: mnist_gaussian, mnist_none, smoke", "trainer: cpu, ddp, default, gpu",
-                  "logger: csv, wandb", "data: binarized_mnist, mnist, svhn, svhn_paper", "model: draw", "callbacks:",
-                  "likelihood: auto, bernoulli, discretized_logistic"):
+    for group in (
+        "attention: gaussian, none",
+        "experiment: cifar10_gaussian, cluttered_mnist, mnist_gaussian, mnist_none, smoke, svhn_gaussian, "
+        "two_digit_mnist",
+        "trainer: cpu, ddp, default, gpu",
+        "logger: csv, wandb",
+        "data: binarized_mnist, cifar10, cluttered_mnist, mnist, svhn, svhn_paper, two_digit_mnist",
+        "model: classifier, draw",
+        "callbacks:",
+        "likelihood: auto, bernoulli, discretized_logistic",
+    ):
         assert group in result.stdout, result.stdout
 
 
@@ -95,8 +117,14 @@ def test_help_lists_the_groups(tmp_path):
 )
 def test_bad_values_fail_before_any_data_is_read(override, key, tmp_path):
     # The data folder does not exist: a config error must come first.
-    result = run_train("attention=gaussian", override, f"paths.data_dir={tmp_path / 'nowhere'}", "logger=csv",
-                       f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    result = run_train(
+        "attention=gaussian",
+        override,
+        f"paths.data_dir={tmp_path / 'nowhere'}",
+        "logger=csv",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
     assert result.returncode != 0
     assert f"{key}=" in result.stderr and "not allowed" in result.stderr, result.stderr[-2000:]
     assert "MNIST" not in result.stderr
@@ -109,16 +137,23 @@ def test_an_unknown_attention_option_lists_the_allowed_ones(tmp_path):
 
 
 def test_missing_data_names_the_folder(tmp_path):
-    result = run_train(*TINY, f"paths.data_dir={tmp_path / 'nowhere'}", "logger=csv",
-                       f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    result = run_train(
+        *TINY, f"paths.data_dir={tmp_path / 'nowhere'}", "logger=csv", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
     assert result.returncode != 0
     assert str(tmp_path / "nowhere" / "MNIST" / "raw") in result.stderr and "train-images-idx3-ubyte" in result.stderr
 
 
 def test_checkpoints_are_plain_and_load_without_code(mnist_dir, tmp_path):
     run_dir = tmp_path / "run"
-    result = run_train(*TINY, f"paths.data_dir={mnist_dir}", "logger=csv", f"hydra.run.dir={run_dir}",
-                       "callbacks.pictures=null", cwd=tmp_path)
+    result = run_train(
+        *TINY,
+        f"paths.data_dir={mnist_dir}",
+        "logger=csv",
+        f"hydra.run.dir={run_dir}",
+        "callbacks.pictures=null",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["hyper_parameters"]["attention"] == {"type": "gaussian", "read_size": 2, "write_size": 3}
@@ -127,9 +162,20 @@ def test_checkpoints_are_plain_and_load_without_code(mnist_dir, tmp_path):
 def test_the_paper_preset_trains_on_binarized_mnist(tmp_path):
     write_binarized_mnist(tmp_path / "data")
     run_dir = tmp_path / "run"
-    result = run_train("experiment=mnist_gaussian", "T=2", "lstm_size=16", "latent_size=4", "data.verify=false",
-                       f"paths.data_dir={tmp_path / 'data'}", "data.batch_size=10", "data.num_workers=0", *LIMITS,
-                       "logger=csv", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    result = run_train(
+        "experiment=mnist_gaussian",
+        "T=2",
+        "lstm_size=16",
+        "latent_size=4",
+        "data.verify=false",
+        f"paths.data_dir={tmp_path / 'data'}",
+        "data.batch_size=10",
+        "data.num_workers=0",
+        *LIMITS,
+        "logger=csv",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = last_metrics(run_dir)
     assert 0 < metrics["test/nll_bound"] < 1000

@@ -3,16 +3,22 @@
 from pathlib import Path
 
 import pytest
+from test_config import compose_config
 
 from draw_exp.errors import ConfigError
 from draw_exp.training import RunFailedError, check_same_model, fail_unless_finite
-from test_config import compose_config
 
 
 def test_resuming_a_checkpoint_of_another_model_size_names_both_sizes(tmp_path):
     cfg = compose_config("lstm_size=64", "T=8", tmp_path=tmp_path)
-    checkpoint = {"hyper_parameters": {"T": 8, "latent_size": 100, "lstm_size": 256,
-                                       "attention": {"type": "gaussian", "read_size": 2, "write_size": 5}}}
+    checkpoint = {
+        "hyper_parameters": {
+            "T": 8,
+            "latent_size": 100,
+            "lstm_size": 256,
+            "attention": {"type": "gaussian", "read_size": 2, "write_size": 5},
+        }
+    }
     with pytest.raises(ConfigError, match=r"lstm_size=256 in the checkpoint, 64 configured"):
         check_same_model(cfg, checkpoint, "run/last.ckpt")
     check_same_model(compose_config("lstm_size=256", "T=8", tmp_path=tmp_path), checkpoint, "run/last.ckpt")

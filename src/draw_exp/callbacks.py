@@ -1,4 +1,5 @@
-"""Callbacks: pictures in front of the researcher each validation epoch (DRAW's drawings, the classifier's glimpses); what a resume needs, in each checkpoint."""
+"""Callbacks: pictures in front of the researcher each validation epoch (DRAW's drawings, the classifier's
+glimpses); what a resume needs, in each checkpoint."""
 
 from __future__ import annotations
 
@@ -23,8 +24,15 @@ class Pictures(pl.Callback):
     KL per step. Files go to ``<run folder>/pictures/step<global step>/`` (the trainer's default_root_dir);
     W&B also receives them as images and videos. The same files for every logger."""
 
-    def __init__(self, num_images: int = 64, animated: int = 16, strip_every: int = 8, scale: int = 3,
-                 seed: int = 0, every_n_epochs: int = 1):
+    def __init__(
+        self,
+        num_images: int = 64,
+        animated: int = 16,
+        strip_every: int = 8,
+        scale: int = 3,
+        seed: int = 0,
+        every_n_epochs: int = 1,
+    ):
         self.num_images = num_images
         self.animated = animated
         self.strip_every = strip_every
@@ -44,8 +52,16 @@ class Pictures(pl.Callback):
             return
         model = pl_module.model
         noise, recon_noise = fixed_noise(model, self.num_images, len(self._val_images), self.seed, pl_module.device)
-        files = render_all(model, self._val_images, noise, pictures_folder(trainer), self.animated, self.strip_every,
-                           self.scale, recon_noise)
+        files = render_all(
+            model,
+            self._val_images,
+            noise,
+            pictures_folder(trainer),
+            self.animated,
+            self.strip_every,
+            self.scale,
+            recon_noise,
+        )
         send_pictures(trainer, files)
 
 
@@ -83,8 +99,9 @@ class GlimpsePictures(pl.Callback):
     def on_validation_epoch_end(self, trainer, pl_module):
         if trainer.sanity_checking or self.val_batch is None or trainer.current_epoch % self.every_n_epochs:
             return
-        send_pictures(trainer, glimpse_trajectories(pl_module.model, *self.val_batch, pictures_folder(trainer),
-                                                    self.scale))
+        send_pictures(
+            trainer, glimpse_trajectories(pl_module.model, *self.val_batch, pictures_folder(trainer), self.scale)
+        )
 
 
 class ElapsedTime(pl.Callback):

@@ -22,6 +22,7 @@ from draw_exp.pictures import fixed_noise, glimpse_trajectories, render_all
 
 DATAMODULE_HPARAMS = pl.LightningDataModule.CHECKPOINT_HYPER_PARAMS_KEY  # where train.py keeps the run's data settings
 
+
 def resolve_device(name: str) -> torch.device:
     check_choice("device", name, ("auto", "cpu", "cuda"))
     if name == "auto":
@@ -33,8 +34,10 @@ def load_checkpoint(path: str, device: torch.device) -> tuple[DrawModule | Class
     """The module of a checkpoint, and the checkpoint itself (its run's data settings are read from it)."""
     checkpoint = read_checkpoint(path)  # weights_only; a missing or damaged file is named
     if "hyper_parameters" not in checkpoint or "state_dict" not in checkpoint:
-        raise CheckpointError(f"ckpt_path={str(path)!r}: not a checkpoint of train.py (it holds "
-                              f"{', '.join(map(str, checkpoint)) or 'nothing'}; expected hyper_parameters and state_dict)")
+        raise CheckpointError(
+            f"ckpt_path={str(path)!r}: not a checkpoint of train.py (it holds "
+            f"{', '.join(map(str, checkpoint)) or 'nothing'}; expected hyper_parameters and state_dict)"
+        )
     module_class = ClassifierModule if checkpoint.get("module") == CHECKPOINT_KIND else DrawModule
     module = module_class(**checkpoint["hyper_parameters"])
     module.load_state_dict(checkpoint["state_dict"])
@@ -43,7 +46,9 @@ def load_checkpoint(path: str, device: torch.device) -> tuple[DrawModule | Class
 
 def user_set(key: str) -> bool:
     """Whether ``key`` was given on this command line (never, outside a Hydra command)."""
-    return HydraConfig.initialized() and any(o.lstrip("+~").split("=", 1)[0] == key for o in HydraConfig.get().overrides.task)
+    return HydraConfig.initialized() and any(
+        o.lstrip("+~").split("=", 1)[0] == key for o in HydraConfig.get().overrides.task
+    )
 
 
 def data_config(cfg: DictConfig, checkpoint: dict) -> DictConfig:
@@ -53,17 +58,23 @@ def data_config(cfg: DictConfig, checkpoint: dict) -> DictConfig:
     if cfg.get("data") is not None:
         data = OmegaConf.create(OmegaConf.to_container(cfg.data, resolve=True))
         if saved and saved.get("_target_") != data._target_:
-            print(f"note: data={data._target_.rsplit('.', 1)[-1]} from the command line; the checkpoint was "
-                  f"trained on {saved['_target_'].rsplit('.', 1)[-1]}")
+            print(
+                f"note: data={data._target_.rsplit('.', 1)[-1]} from the command line; the checkpoint was "
+                f"trained on {saved['_target_'].rsplit('.', 1)[-1]}"
+            )
         return data
     if not saved:
-        raise ConfigError("the checkpoint records no data set (it was written before checkpoints kept their run's "
-                          "data settings): choose one with data=..., e.g. data=binarized_mnist")
+        raise ConfigError(
+            "the checkpoint records no data set (it was written before checkpoints kept their run's "
+            "data settings): choose one with data=..., e.g. data=binarized_mnist"
+        )
     data = OmegaConf.create(saved)
     if user_set("paths.data_dir") or "DRAW_DATA_DIR" in os.environ:
         data.data_dir = cfg.paths.data_dir
-    print(f"data: {data._target_.rsplit('.', 1)[-1]} in {data.data_dir}, as the checkpoint's run was trained "
-          "(data=... on the command line chooses another)")
+    print(
+        f"data: {data._target_.rsplit('.', 1)[-1]} in {data.data_dir}, as the checkpoint's run was trained "
+        "(data=... on the command line chooses another)"
+    )
     return data
 
 
@@ -74,8 +85,10 @@ def load_split(cfg: DictConfig, module: DrawModule, checkpoint: dict, split: str
     data.download = False  # evaluation reads the files the run trained on; it never fetches
     datamodule = instantiate_checked(data)
     if tuple(datamodule.image_shape) != tuple(module.hparams.image_shape):
-        raise ConfigError(f"data={data._target_} serves images of shape {tuple(datamodule.image_shape)}, but the "
-                          f"checkpoint was trained on {tuple(module.hparams.image_shape)}: choose its data set with data=...")
+        raise ConfigError(
+            f"data={data._target_} serves images of shape {tuple(datamodule.image_shape)}, but the "
+            f"checkpoint was trained on {tuple(module.hparams.image_shape)}: choose its data set with data=..."
+        )
     datamodule.prepare_data()
     datamodule.setup("test")
     dataset = datamodule.datasets[split]
@@ -103,15 +116,28 @@ def run_evaluate(cfg: DictConfig) -> list[dict]:
     module, checkpoint = load_checkpoint(cfg.ckpt_path, device)
     classifier = isinstance(module, ClassifierModule)
     if classifier and ks:
-        raise ConfigError(f"iw_samples={ks} is not allowed for a classifier's checkpoint: it has no likelihood to "
-                          "bound; evaluate.py reports its error")
+        raise ConfigError(
+            f"iw_samples={ks} is not allowed for a classifier's checkpoint: it has no likelihood to "
+            "bound; evaluate.py reports its error"
+        )
     data, loader = load_split(cfg, module, checkpoint, cfg.split, cfg.limit_images)
-    rows = [evaluate_classifier(module, loader, device)] if classifier else evaluate(module, loader, ks, cfg.max_batch,
-                                                                                     device)
+    rows = (
+        [evaluate_classifier(module, loader, device)]
+        if classifier
+        else evaluate(module, loader, ks, cfg.max_batch, device)
+    )
     when = datetime.now().isoformat(timespec="seconds")
     for row in rows:
-        row.update({"data": data._target_.rsplit(".", 1)[-1], "split": cfg.split, "checkpoint": str(cfg.ckpt_path),
-                    "global_step": checkpoint.get("global_step"), "device": str(device), "evaluated_at": when})
+        row.update(
+            {
+                "data": data._target_.rsplit(".", 1)[-1],
+                "split": cfg.split,
+                "checkpoint": str(cfg.ckpt_path),
+                "global_step": checkpoint.get("global_step"),
+                "device": str(device),
+                "evaluated_at": when,
+            }
+        )
     print(format_classifier_row(rows[0]) if classifier else format_table(rows))
     output = Path(cfg.output) if cfg.output else Path(cfg.ckpt_path).with_suffix(".eval.json")
     add_results(output, rows)
@@ -148,12 +174,19 @@ def run_sample(cfg: DictConfig) -> dict:
 def sample_glimpses(cfg: DictConfig, module: ClassifierModule, checkpoint: dict, device: torch.device) -> dict:
     """sample.py for the attention classifier: ``reconstruct`` test images with their glimpse windows."""
     if not cfg.reconstruct:
-        raise ConfigError("reconstruct=0 is not allowed for a classifier's checkpoint: its pictures are the glimpses "
-                          "it takes of test images; choose how many, e.g. reconstruct=16")
+        raise ConfigError(
+            "reconstruct=0 is not allowed for a classifier's checkpoint: its pictures are the glimpses "
+            "it takes of test images; choose how many, e.g. reconstruct=16"
+        )
     _, loader = load_split(cfg, module, checkpoint, "test", cfg.reconstruct)
     images, labels = next(iter(loader))
-    files = glimpse_trajectories(module.model, images[: cfg.reconstruct].to(device), labels[: cfg.reconstruct],
-                                 Path(cfg.paths.output_dir), cfg.scale)
+    files = glimpse_trajectories(
+        module.model,
+        images[: cfg.reconstruct].to(device),
+        labels[: cfg.reconstruct],
+        Path(cfg.paths.output_dir),
+        cfg.scale,
+    )
     for key, path in files.items():
         print(f"{key}: {path}")
     return files

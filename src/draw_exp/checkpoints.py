@@ -69,11 +69,13 @@ def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
             raise CheckpointError(
                 f"{key}={str(path)!r}: this file holds objects other than tensors and plain values ({what}), and "
                 "such objects are never loaded here: a checkpoint is data, never code. Use a checkpoint written by "
-                "draw-exp.") from None
+                "draw-exp."
+            ) from None
         # torch raises RuntimeError, EOFError, UnpicklingError... for a truncated or damaged file
         raise CheckpointError(
             f"{key}={str(path)!r}: cannot read this checkpoint ({path.stat().st_size} bytes): it is truncated or "
-            f"corrupt. Cause: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
+            f"corrupt. Cause: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        ) from err
 
 
 SHARED_KEYS = ("hyper_parameters", "state_dict", "datamodule_hyper_parameters", "global_step", "epoch")

@@ -34,8 +34,9 @@ def quiet_library_noise() -> None:
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     # conf/hydra/launcher/submitit_slurm.yaml replaces the plugin's own config of that name, keys and all; Hydra
     # still checks it against the plugin's schema and warns that it will stop doing so, which changes nothing here.
-    warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/submitit_slurm' is validated against",
-                            category=UserWarning)
+    warnings.filterwarnings(
+        "ignore", message=r"\s*'hydra/launcher/submitit_slurm' is validated against", category=UserWarning
+    )
 
 
 @contextmanager

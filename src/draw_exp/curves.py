@@ -23,14 +23,23 @@ def validation_curve(run_folder: str | Path) -> list[dict[str, float]]:
     for path in files:
         for row in csv.DictReader(path.open()):
             if row.get("val/nll_bound"):
-                rows.append({"step": int(row["step"]) + 1, "epoch": int(row["epoch"]) + 1,
-                             "nll_bound": float(row["val/nll_bound"]),
-                             "elapsed_s": float(row["time/elapsed_s"]) if row.get("time/elapsed_s") else None})
+                rows.append(
+                    {
+                        "step": int(row["step"]) + 1,
+                        "epoch": int(row["epoch"]) + 1,
+                        "nll_bound": float(row["val/nll_bound"]),
+                        "elapsed_s": float(row["time/elapsed_s"]) if row.get("time/elapsed_s") else None,
+                    }
+                )
     return rows
 
 
-def plot(curves: dict[str, list[dict]], out: str | Path, steps_per_epoch: int | None = None,
-         reference: dict[str, float] | None = None) -> Path:
+def plot(
+    curves: dict[str, list[dict]],
+    out: str | Path,
+    steps_per_epoch: int | None = None,
+    reference: dict[str, float] | None = None,
+) -> Path:
     """Two panels, the validation bound (nats) against epochs (or steps / steps_per_epoch) and against wall time
     (hours); ``reference``: horizontal lines, e.g. the paper's figures."""
     import matplotlib
@@ -48,8 +57,15 @@ def plot(curves: dict[str, list[dict]], out: str | Path, steps_per_epoch: int | 
     for name, value in (reference or {}).items():
         for ax in (by_epoch, by_time):
             ax.axhline(value, color="grey", linestyle="--", linewidth=1)
-        by_epoch.annotate(name, (0, value), xycoords=("axes fraction", "data"), textcoords="offset points",
-                          xytext=(4, -10), fontsize=8, color="grey")
+        by_epoch.annotate(
+            name,
+            (0, value),
+            xycoords=("axes fraction", "data"),
+            textcoords="offset points",
+            xytext=(4, -10),
+            fontsize=8,
+            color="grey",
+        )
     by_epoch.set_xlabel("epochs")
     by_time.set_xlabel("wall time (hours)")
     by_epoch.set_ylabel("validation NLL bound (nats per image)")

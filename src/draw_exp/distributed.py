@@ -25,9 +25,10 @@ LAUNCHER_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "
 
 def hydra_job_command(local_rank: int) -> tuple[Sequence[str], str]:
     """The command line and working folder of DDP rank ``local_rank`` for the running Hydra job."""
-    import __main__
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import get_original_cwd
+
+    import __main__
 
     hydra_cfg = HydraConfig.get()
     cwd = get_original_cwd()
@@ -37,8 +38,11 @@ def hydra_job_command(local_rank: int) -> tuple[Sequence[str], str]:
         command = [sys.executable, "-m", __main__.__spec__.name]
     command += list(hydra_cfg.overrides.task)
     # The job's folder as this process resolved it (its time stamp included); no second copy of .hydra/.
-    command += [f'hydra.run.dir="{hydra_cfg.runtime.output_dir}"', f"hydra.job.name=ddp_rank_{local_rank}",
-                "hydra.output_subdir=null"]
+    command += [
+        f'hydra.run.dir="{hydra_cfg.runtime.output_dir}"',
+        f"hydra.job.name=ddp_rank_{local_rank}",
+        "hydra.output_subdir=null",
+    ]
     return command, cwd
 
 

@@ -43,8 +43,10 @@ def importance_weighted_bound(module, x: torch.Tensor, k: int, max_batch: int = 
     for start in range(0, x.shape[0], images_per_chunk):
         images = x[start : start + images_per_chunk]
         samples_per_pass = max(1, max_batch // len(images))
-        log_w = torch.cat([log_weights(module, images, min(samples_per_pass, k - done))
-                           for done in range(0, k, samples_per_pass)], dim=1)
+        log_w = torch.cat(
+            [log_weights(module, images, min(samples_per_pass, k - done)) for done in range(0, k, samples_per_pass)],
+            dim=1,
+        )
         bounds.append(-(torch.logsumexp(log_w, dim=1) - math.log(k)))
     return torch.cat(bounds)
 
@@ -64,11 +66,19 @@ def evaluate(module, loader, iw_samples=(), max_batch: int = 2000, device: str |
         start, values = time.perf_counter(), []
         for batch in loader:
             x = unpack_batch(batch)[0].to(device)
-            values.append(elbo_bound(module, x) if bound == "elbo" else importance_weighted_bound(module, x, k, max_batch))
+            values.append(
+                elbo_bound(module, x) if bound == "elbo" else importance_weighted_bound(module, x, k, max_batch)
+            )
         per_image = torch.cat(values).cpu()
         mean, stderr = summarise(per_image)
-        row = {"bound": bound, "K": k, "nll_bound": mean, "stderr": stderr, "images": len(per_image),
-               "seconds": round(time.perf_counter() - start, 3)}
+        row = {
+            "bound": bound,
+            "K": k,
+            "nll_bound": mean,
+            "stderr": stderr,
+            "images": len(per_image),
+            "seconds": round(time.perf_counter() - start, 3),
+        }
         if module.likelihood.bits_per_dim:
             row["bits_per_dim"] = module.bits_per_dim(mean)
         rows.append(row)
@@ -78,8 +88,10 @@ def evaluate(module, loader, iw_samples=(), max_batch: int = 2000, device: str |
 def format_table(rows: list[dict]) -> str:
     lines = [f"{'bound':<6} {'K':>6} {'NLL bound (nats)':>17} {'± s.e.':>8} {'images':>7} {'seconds':>9}"]
     for r in rows:
-        lines.append(f"{r['bound']:<6} {r['K']:>6} {r['nll_bound']:>17.3f} {r['stderr']:>8.3f} {r['images']:>7} "
-                     f"{r['seconds']:>9.1f}" + (f"   {r['bits_per_dim']:.4f} bits/dim" if "bits_per_dim" in r else ""))
+        lines.append(
+            f"{r['bound']:<6} {r['K']:>6} {r['nll_bound']:>17.3f} {r['stderr']:>8.3f} {r['images']:>7} "
+            f"{r['seconds']:>9.1f}" + (f"   {r['bits_per_dim']:.4f} bits/dim" if "bits_per_dim" in r else "")
+        )
     return "\n".join(lines)
 
 
@@ -95,10 +107,17 @@ def evaluate_classifier(module, loader, device: str | torch.device = "cpu") -> d
         wrong.append((logits.argmax(1) != labels).double().cpu())
         losses.append(torch.nn.functional.cross_entropy(logits, labels, reduction="none").double().cpu())
     error, stderr = summarise(100 * torch.cat(wrong))
-    return {"error": error, "stderr": stderr, "loss": torch.cat(losses).mean().item(), "images": len(torch.cat(wrong)),
-            "seconds": round(time.perf_counter() - start, 3)}
+    return {
+        "error": error,
+        "stderr": stderr,
+        "loss": torch.cat(losses).mean().item(),
+        "images": len(torch.cat(wrong)),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
 
 
 def format_classifier_row(row: dict) -> str:
-    return (f"{'error (%)':>10} {'± s.e.':>7} {'loss (nats)':>12} {'images':>7} {'seconds':>9}\n"
-            f"{row['error']:>10.2f} {row['stderr']:>7.2f} {row['loss']:>12.4f} {row['images']:>7} {row['seconds']:>9.1f}")
+    return (
+        f"{'error (%)':>10} {'± s.e.':>7} {'loss (nats)':>12} {'images':>7} {'seconds':>9}\n"
+        f"{row['error']:>10.2f} {row['stderr']:>7.2f} {row['loss']:>12.4f} {row['images']:>7} {row['seconds']:>9.1f}"
+    )

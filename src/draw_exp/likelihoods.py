@@ -30,7 +30,9 @@ def log_sigmoid_difference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return -F.softplus(-a) - F.softplus(b) + torch.log(-torch.expm1(b - a))
 
 
-def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor, bins: int = 256) -> torch.Tensor:
+def discretized_logistic_log_prob(
+    x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor, bins: int = 256
+) -> torch.Tensor:
     """log P(x) per element for a logistic of ``mean`` and scale e^``log_scale``, integrated over the bin of x.
 
     ``x`` and ``mean`` are intensities in [0, 1]; x sits on the grid k/(bins−1). Bin k covers

@@ -48,12 +48,21 @@ class ClassifierModule(pl.LightningModule):
         check_adam(lr, betas)
         attention = dict(attention or {"type": "gaussian", "read_size": 12})
         if attention.get("type") != "gaussian":
-            raise ConfigError(f"attention.type={attention.get('type')!r} is not allowed for the classifier: it must be "
-                              "gaussian (the classifier sees the image only through its Gaussian glimpses)")
-        self.save_hyperparameters({
-            "image_shape": [int(s) for s in image_shape], "T": T, "lstm_size": lstm_size,
-            "attention": dict(attention), "classes": classes, "lr": float(lr), "betas": [float(b) for b in betas],
-        })
+            raise ConfigError(
+                f"attention.type={attention.get('type')!r} is not allowed for the classifier: it must be "
+                "gaussian (the classifier sees the image only through its Gaussian glimpses)"
+            )
+        self.save_hyperparameters(
+            {
+                "image_shape": [int(s) for s in image_shape],
+                "T": T,
+                "lstm_size": lstm_size,
+                "attention": dict(attention),
+                "classes": classes,
+                "lr": float(lr),
+                "betas": [float(b) for b in betas],
+            }
+        )
         self.model = AttentionClassifier(tuple(image_shape), T, lstm_size, attention.get("read_size"), classes)
         check_int_range("classes", classes, 2)
         self.metrics = nn.ModuleDict()
@@ -73,8 +82,14 @@ class ClassifierModule(pl.LightningModule):
         for name in ("accuracy", "error"):
             self.metrics[f"{stage}_{name}"].update(logits.detach(), labels)
         for name in ("loss", "accuracy", "error"):
-            self.log(f"{stage}/{name}", self.metrics[f"{stage}_{name}"], on_step=False, on_epoch=True,
-                     prog_bar=name == "error", batch_size=len(x))
+            self.log(
+                f"{stage}/{name}",
+                self.metrics[f"{stage}_{name}"],
+                on_step=False,
+                on_epoch=True,
+                prog_bar=name == "error",
+                batch_size=len(x),
+            )
         if stage == "train":
             self.log("train/loss_step", losses.detach().mean(), on_step=True, on_epoch=False, batch_size=len(x))
         return losses.mean()

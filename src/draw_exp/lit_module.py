@@ -12,7 +12,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from draw_exp.data import unpack_batch
-from draw_exp.errors import ConfigError, check_adam, check_choice, check_int_range
+from draw_exp.errors import check_adam, check_choice, check_int_range
 from draw_exp.likelihoods import build_likelihood
 from draw_exp.model import DRAW, DrawOutput
 
@@ -70,13 +70,24 @@ class DrawModule(pl.LightningModule):
         attention = dict(attention or {"type": "gaussian", "read_size": 2, "write_size": 5})
         likelihood = dict(likelihood or {"type": "bernoulli"})
         # Plain containers only: the checkpoint then loads with torch.load(weights_only=True).
-        self.save_hyperparameters({
-            "image_shape": [int(s) for s in image_shape], "T": T, "latent_size": latent_size, "lstm_size": lstm_size,
-            "attention": dict(attention), "lr": float(lr), "betas": [float(b) for b in betas],
-            "likelihood": dict(likelihood), "engine": engine, "eval_noise_seed": eval_noise_seed,
-            "nonfinite": nonfinite, "max_skipped_batches": max_skipped_batches, "lr_warmup_steps": lr_warmup_steps,
-            "lr_half_life_steps": lr_half_life_steps,
-        })
+        self.save_hyperparameters(
+            {
+                "image_shape": [int(s) for s in image_shape],
+                "T": T,
+                "latent_size": latent_size,
+                "lstm_size": lstm_size,
+                "attention": dict(attention),
+                "lr": float(lr),
+                "betas": [float(b) for b in betas],
+                "likelihood": dict(likelihood),
+                "engine": engine,
+                "eval_noise_seed": eval_noise_seed,
+                "nonfinite": nonfinite,
+                "max_skipped_batches": max_skipped_batches,
+                "lr_warmup_steps": lr_warmup_steps,
+                "lr_half_life_steps": lr_half_life_steps,
+            }
+        )
         attention_type = attention.pop("type", "gaussian")
         self.model = DRAW(tuple(image_shape), T, latent_size, lstm_size, attention_type, **attention, engine=engine)
         self.likelihood = build_likelihood(likelihood.pop("type", "bernoulli"), image_shape, **likelihood)
@@ -117,8 +128,14 @@ class DrawModule(pl.LightningModule):
             metric = self.metrics[f"{stage}_{term}"]
             metric.update(value.detach())
             if stage == "train":  # this batch's mean, and the epoch's running mean
-                self.log(f"train/{term}_step", value.detach().mean(), on_step=True, on_epoch=False,
-                         prog_bar=term == "loss", batch_size=batch_size)
+                self.log(
+                    f"train/{term}_step",
+                    value.detach().mean(),
+                    on_step=True,
+                    on_epoch=False,
+                    prog_bar=term == "loss",
+                    batch_size=batch_size,
+                )
                 self.log(f"train/{term}_epoch", metric, on_step=False, on_epoch=True, batch_size=batch_size)
             else:
                 self.log(f"{stage}/{term}", metric, on_epoch=True, prog_bar=term == "nll_bound", batch_size=batch_size)
@@ -127,8 +144,14 @@ class DrawModule(pl.LightningModule):
         """A skipped batch has no loss: its step-level terms are logged as NaN, never as the last batch's values
         (which a logger would otherwise repeat, and a flat curve would hide the divergence)."""
         for term in TERMS:
-            self.log(f"train/{term}_step", float("nan"), on_step=True, on_epoch=False, prog_bar=term == "loss",
-                     batch_size=batch_size)
+            self.log(
+                f"train/{term}_step",
+                float("nan"),
+                on_step=True,
+                on_epoch=False,
+                prog_bar=term == "loss",
+                batch_size=batch_size,
+            )
         self.log("train/skipped_batches", float(self.skipped_batches), on_step=True, on_epoch=False)
 
     def training_step(self, batch, batch_idx):
@@ -144,7 +167,9 @@ class DrawModule(pl.LightningModule):
             if self.skipped_batches > self.hparams.max_skipped_batches:
                 raise NonFiniteLossError(
                     f"{self.skipped_batches} batches skipped for a non-finite loss, more than "
-                    f"model.max_skipped_batches={self.hparams.max_skipped_batches}: training has diverged. Last: {message}")
+                    f"model.max_skipped_batches={self.hparams.max_skipped_batches}: training has diverged. "
+                    f"Last: {message}"
+                )
             rank_zero_warn(f"skipped: {message}")
             self.log_skipped_step(x.shape[0])
             return None  # Lightning skips backward and the optimiser step for this batch
@@ -153,10 +178,12 @@ class DrawModule(pl.LightningModule):
 
     def nonfinite_message(self, terms: dict[str, torch.Tensor], batch_idx: int) -> str:
         means = ", ".join(f"{name} {value.mean().item():.4g}" for name, value in terms.items())
-        return (f"non-finite training loss at global step {self.global_step} (epoch {self.current_epoch}, batch "
-                f"{batch_idx}); mean nats per image on this rank: {means}. Try a lower model.lr or "
-                "trainer.gradient_clip_val" + (", or set model.nonfinite=skip to skip such batches."
-                                               if self.hparams.nonfinite == "error" else "."))
+        return (
+            f"non-finite training loss at global step {self.global_step} (epoch {self.current_epoch}, batch "
+            f"{batch_idx}); mean nats per image on this rank: {means}. Try a lower model.lr or "
+            "trainer.gradient_clip_val"
+            + (", or set model.nonfinite=skip to skip such batches." if self.hparams.nonfinite == "error" else ".")
+        )
 
     def evaluation_step(self, batch, stage: str) -> None:
         x, indices = unpack_batch(batch)

@@ -68,10 +68,17 @@ def drawing_frames(
         pictures = []
         for i in range(n):
             picture = to_pil(canvases[t, i], scale)
-            for params, size, colour in ((read_params, read_size, READ_COLOUR), (write_params, write_size, WRITE_COLOUR)):
+            for params, size, colour in (
+                (read_params, read_size, READ_COLOUR),
+                (write_params, write_size, WRITE_COLOUR),
+            ):
                 if params is not None:
-                    draw_box(picture, attention_box(params.gx[t, i].item(), params.gy[t, i].item(),
-                                                    params.delta[t, i].item(), size), colour, scale)
+                    draw_box(
+                        picture,
+                        attention_box(params.gx[t, i].item(), params.gy[t, i].item(), params.delta[t, i].item(), size),
+                        colour,
+                        scale,
+                    )
             pictures.append(picture)
         frames.append(tile(pictures, columns))
     return frames
@@ -132,8 +139,16 @@ def fixed_noise(model, samples: int, images: int, seed: int, device) -> tuple[to
 
 
 @torch.no_grad()
-def render_all(model, images: torch.Tensor, noise: torch.Tensor, folder: str | Path, animated: int = 16,
-               strip_every: int = 8, scale: int = 3, recon_noise: torch.Tensor | None = None) -> dict[str, Path]:
+def render_all(
+    model,
+    images: torch.Tensor,
+    noise: torch.Tensor,
+    folder: str | Path,
+    animated: int = 16,
+    strip_every: int = 8,
+    scale: int = 3,
+    recon_noise: torch.Tensor | None = None,
+) -> dict[str, Path]:
     """Write every picture of a model to ``folder``; returns ``{key: path}``.
 
     ``images`` ``[N, C, H, W]`` are data to reconstruct; ``noise`` ``[T, M, latent_size]`` fixes the samples and
@@ -164,8 +179,14 @@ def render_all(model, images: torch.Tensor, noise: torch.Tensor, folder: str | P
     recon = torch.sigmoid(out.canvases)  # [T, N, C, H, W]
     files["reconstructions"] = folder / "reconstructions.png"
     grid(torch.stack([images, recon[-1]], dim=1).flatten(0, 1)).save(files["reconstructions"])
-    frames = drawing_frames(recon[:, :animated], _first(out.read_params, animated), _first(out.write_params, animated),
-                            read_size, write_size, scale)
+    frames = drawing_frames(
+        recon[:, :animated],
+        _first(out.read_params, animated),
+        _first(out.write_params, animated),
+        read_size,
+        write_size,
+        scale,
+    )
     files["drawing_reconstructions"] = save_gif(frames, folder / "drawing_reconstructions.gif")
     files["drawing_reconstructions_strip"] = folder / "drawing_reconstructions_strip.png"
     strip(frames, strip_every).save(files["drawing_reconstructions_strip"])
@@ -173,7 +194,9 @@ def render_all(model, images: torch.Tensor, noise: torch.Tensor, folder: str | P
     kl = out.kl.mean(0)  # [T]
     files["kl_per_step"] = folder / "kl_per_step.png"
     kl_per_step_chart(kl).save(files["kl_per_step"])
-    (folder / "kl_per_step.csv").write_text("step,kl_nats\n" + "".join(f"{t + 1},{v:.6f}\n" for t, v in enumerate(kl.tolist())))
+    (folder / "kl_per_step.csv").write_text(
+        "step,kl_nats\n" + "".join(f"{t + 1},{v:.6f}\n" for t, v in enumerate(kl.tolist()))
+    )
     return files
 
 
@@ -185,13 +208,16 @@ def step_colours(steps: int) -> list[tuple[int, int, int]]:
     """One colour per glimpse, from blue (the first) through green to red (the last)."""
     import colorsys
 
-    return [tuple(round(255 * c) for c in colorsys.hsv_to_rgb(0.66 * (1 - t / max(steps - 1, 1)), 1, 1))
-            for t in range(steps)]
+    return [
+        tuple(round(255 * c) for c in colorsys.hsv_to_rgb(0.66 * (1 - t / max(steps - 1, 1)), 1, 1))
+        for t in range(steps)
+    ]
 
 
 @torch.no_grad()
-def glimpse_trajectories(classifier, images: torch.Tensor, labels: torch.Tensor, folder: str | Path,
-                         scale: int = 2, columns: int = 8) -> dict[str, Path]:
+def glimpse_trajectories(
+    classifier, images: torch.Tensor, labels: torch.Tensor, folder: str | Path, scale: int = 2, columns: int = 8
+) -> dict[str, Path]:
     """The paper's Figure 4: each image with its T glimpse windows drawn over it, one colour per step (blue first,
     red last), and the predicted and true class above it. ``images`` ``[N, C, H, W]``, ``labels`` ``[N]``.
     Writes ``glimpses.png`` to ``folder``; returns ``{"glimpses": path}``."""
@@ -204,8 +230,12 @@ def glimpse_trajectories(classifier, images: torch.Tensor, labels: torch.Tensor,
     for i, image in enumerate(images):
         picture = to_pil(image, scale)
         for t in range(classifier.T):
-            box = attention_box(out.glimpses.gx[t, i].item(), out.glimpses.gy[t, i].item(),
-                                out.glimpses.delta[t, i].item(), classifier.read_size)
+            box = attention_box(
+                out.glimpses.gx[t, i].item(),
+                out.glimpses.gy[t, i].item(),
+                out.glimpses.delta[t, i].item(),
+                classifier.read_size,
+            )
             draw_box(picture, box, colours[t], scale)
         ImageDraw.Draw(picture).text((2, 1), f"{predicted[i]} ({int(labels[i])})", fill=(255, 255, 0))
         pictures.append(picture)

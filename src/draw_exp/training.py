@@ -31,7 +31,8 @@ def resume_checkpoint(cfg: DictConfig) -> tuple[str | None, dict | None]:
             raise CheckpointError(
                 f"ckpt_path=last: no checkpoints/last.ckpt in the run folder {path.parents[1]}. To resume a run, "
                 "name its folder (hydra.run.dir=<run folder> ckpt_path=last) or its file "
-                "(ckpt_path=<run folder>/checkpoints/last.ckpt).")
+                "(ckpt_path=<run folder>/checkpoints/last.ckpt)."
+            )
     checkpoint = read_checkpoint(path)
     remove_stale_temporary_files(Path(path).parent)
     return str(path), checkpoint
@@ -51,29 +52,40 @@ def check_trainer(trainer: DictConfig) -> None:
     if devices != "auto":
         check_int_range("trainer.devices", devices, 1)
         if devices > 1 and not strategy.startswith("ddp"):
-            raise ConfigError(f"trainer.devices={devices} with trainer.strategy={strategy} is not allowed: several "
-                              "devices train with DDP; choose trainer=ddp (or trainer.devices=1)")
+            raise ConfigError(
+                f"trainer.devices={devices} with trainer.strategy={strategy} is not allowed: several "
+                "devices train with DDP; choose trainer=ddp (or trainer.devices=1)"
+            )
     check_int_range("trainer.max_steps", trainer.get("max_steps", -1), -1)
     if trainer.get("max_epochs") is not None:
         check_int_range("trainer.max_epochs", trainer.max_epochs, -1)
     clip = trainer.get("gradient_clip_val")
     if clip is not None and (not isinstance(clip, (int, float)) or isinstance(clip, bool) or not clip > 0):
-        raise ConfigError(f"trainer.gradient_clip_val={clip!r} is not allowed: must be a number > 0, or null for no "
-                          "clipping")
+        raise ConfigError(
+            f"trainer.gradient_clip_val={clip!r} is not allowed: must be a number > 0, or null for no clipping"
+        )
 
 
 def check_same_model(cfg: DictConfig, checkpoint: dict, path: str) -> None:
     """A resumed checkpoint must be of the configured model's size: name both sizes, not a tensor-shape dump."""
     saved = checkpoint.get("hyper_parameters") or {}
-    configured = {"T": cfg.T, "latent_size": cfg.latent_size, "lstm_size": cfg.lstm_size,
-                  **{f"attention.{k}": v for k, v in cfg.attention.items()}}
-    trained = {**{k: saved[k] for k in ("T", "latent_size", "lstm_size") if k in saved},  # a classifier has no z
-               **{f"attention.{k}": v for k, v in (saved.get("attention") or {}).items()}}
+    configured = {
+        "T": cfg.T,
+        "latent_size": cfg.latent_size,
+        "lstm_size": cfg.lstm_size,
+        **{f"attention.{k}": v for k, v in cfg.attention.items()},
+    }
+    trained = {
+        **{k: saved[k] for k in ("T", "latent_size", "lstm_size") if k in saved},  # a classifier has no z
+        **{f"attention.{k}": v for k, v in (saved.get("attention") or {}).items()},
+    }
     differ = [k for k in configured if k in trained and trained[k] != configured[k]]
     if differ:
-        raise ConfigError(f"ckpt_path={path!r} holds a model of another size: "
-                          + ", ".join(f"{k}={trained[k]!r} in the checkpoint, {configured[k]!r} configured" for k in differ)
-                          + ". Resume with the checkpoint's settings (e.g. the same experiment= preset).")
+        raise ConfigError(
+            f"ckpt_path={path!r} holds a model of another size: "
+            + ", ".join(f"{k}={trained[k]!r} in the checkpoint, {configured[k]!r} configured" for k in differ)
+            + ". Resume with the checkpoint's settings (e.g. the same experiment= preset)."
+        )
 
 
 def build(cfg: DictConfig, checkpoint: dict | None = None):
@@ -106,10 +118,20 @@ def log_run_settings(cfg: DictConfig, datamodule, trainer) -> None:
     """The whole resolved config and both batch sizes, to every logger (rank zero) and the console."""
     per_device = datamodule.batch_size
     effective = per_device * trainer.world_size * trainer.accumulate_grad_batches
-    log.info("batch size %d per device, %d effective (%d devices x %d nodes, accumulating %d)", per_device, effective,
-             trainer.num_devices, trainer.num_nodes, trainer.accumulate_grad_batches)
-    settings = {"config": OmegaConf.to_container(cfg, resolve=True), "batch_size_per_device": per_device,
-                "effective_batch_size": effective, "world_size": trainer.world_size}
+    log.info(
+        "batch size %d per device, %d effective (%d devices x %d nodes, accumulating %d)",
+        per_device,
+        effective,
+        trainer.num_devices,
+        trainer.num_nodes,
+        trainer.accumulate_grad_batches,
+    )
+    settings = {
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "batch_size_per_device": per_device,
+        "effective_batch_size": effective,
+        "world_size": trainer.world_size,
+    }
     for logger in trainer.loggers:
         logger.log_hyperparams(settings)
 
@@ -132,7 +154,9 @@ def write_summary(cfg: DictConfig, trainer: pl.Trainer, results: dict, best: str
     best_score = getattr(callback, "best_model_score", None)
     summary = {
         "test": results,
-        f"best_{getattr(callback, 'monitor', None) or 'val/nll_bound'}": None if best_score is None else float(best_score),
+        f"best_{getattr(callback, 'monitor', None) or 'val/nll_bound'}": None
+        if best_score is None
+        else float(best_score),
         "best_checkpoint": best or None,
         "global_step": trainer.global_step,
         "epochs_completed": trainer.current_epoch,
@@ -177,5 +201,7 @@ def fail_unless_finite(results: dict[str, float], summary: Path) -> None:
     non-zero, naming them (``summary`` keeps them for inspection)."""
     bad = {k: v for k, v in results.items() if not math.isfinite(v)}
     if bad:
-        raise RunFailedError(f"the run's test metrics are not finite ({', '.join(f'{k}={v}' for k, v in bad.items())}):"
-                             f" the model diverged; see {summary}")
+        raise RunFailedError(
+            f"the run's test metrics are not finite ({', '.join(f'{k}={v}' for k, v in bad.items())}):"
+            f" the model diverged; see {summary}"
+        )

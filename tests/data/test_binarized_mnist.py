@@ -6,15 +6,21 @@ import stat
 import numpy as np
 import pytest
 import torch
-
 from conftest import write_amat, write_binarized_mnist
+
 from draw_exp.data import BinarizedMNISTDataModule
 from draw_exp.data import binarized_mnist as bm
 
 
 def datamodule(root, **kw):
-    args = {"data_dir": str(root), "download": False, "verify": False, "num_workers": 0, "batch_size": 8,
-            "cache_dir": str(root / "cache")}
+    args = {
+        "data_dir": str(root),
+        "download": False,
+        "verify": False,
+        "num_workers": 0,
+        "batch_size": 8,
+        "cache_dir": str(root / "cache"),
+    }
     return BinarizedMNISTDataModule(**{**args, **kw})
 
 
@@ -41,7 +47,8 @@ def test_first_load_caches_in_the_cache_folder_and_later_loads_skip_the_parse(tm
     first = datamodule(tmp_path).load_splits()
     assert len(list((tmp_path / "cache").rglob("binarized_mnist_*.amat.cache.pt"))) == 3
     assert sorted(p.name for p in (tmp_path / "BinarizedMNIST").iterdir()) == [
-        f"binarized_mnist_{s}.amat" for s in ("test", "train", "valid")]  # even a writable data folder is not written
+        f"binarized_mnist_{s}.amat" for s in ("test", "train", "valid")
+    ]  # even a writable data folder is not written
 
     def no_parse(*args, **kwargs):
         raise AssertionError("the cache should have been used")
@@ -58,7 +65,9 @@ def test_a_read_only_data_folder_caches_in_the_cache_folder(tmp_path):
     os.chmod(folder, stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
     try:
         datamodule(tmp_path / "shared", cache_dir=str(tmp_path / "cache")).load_splits()
-        assert sorted(p.name for p in folder.iterdir()) == [f"binarized_mnist_{s}.amat" for s in ("test", "train", "valid")]
+        assert sorted(p.name for p in folder.iterdir()) == [
+            f"binarized_mnist_{s}.amat" for s in ("test", "train", "valid")
+        ]
         assert len(list((tmp_path / "cache").rglob("*.cache.pt"))) == 3
     finally:
         os.chmod(folder, stat.S_IRWXU)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import write_cifar10
+
 from draw_exp.data import CIFAR10DataModule
 
 
@@ -28,13 +28,13 @@ def test_reads_the_batches_as_colour_images_and_holds_out_validation(tmp_path):
     train_and_val = torch.cat([dm.datasets["train"].images, dm.datasets["val"].images]).flatten(1)
     all_train = torch.from_numpy(np.concatenate([written[f"data_batch_{i}"] for i in range(1, 6)]))
     assert sorted(map(tuple, train_and_val.tolist())) == sorted(map(tuple, all_train.tolist()))
-    image, index = dm.datasets["val"][0]
+    image, _index = dm.datasets["val"][0]
     assert image.shape == (3, 32, 32) and 0 <= image.min() <= image.max() <= 1  # intensities: binarize=none
 
 
 def test_files_that_fail_the_md5_check_are_named(tmp_path):
     write_cifar10(tmp_path)
-    with pytest.raises(OSError, match="cifar-10-batches-py.*Delete the folder and download again"):
+    with pytest.raises(OSError, match=r"cifar-10-batches-py.*Delete the folder and download again"):
         datamodule(tmp_path, verify=True).setup()
 
 

@@ -63,7 +63,7 @@ def test_missing_files_name_the_folder_and_the_files(tmp_path):
 def test_a_truncated_file_is_named_not_read(mnist_dir):
     path = mnist_dir / "MNIST" / "raw" / "train-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(OSError, match="train files train-images-idx3-ubyte.* in .*MNIST/raw"):
+    with pytest.raises(OSError, match=r"train files train-images-idx3-ubyte.* in .*MNIST/raw"):
         datamodule(mnist_dir).setup()
 
 

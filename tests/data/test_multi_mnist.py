@@ -61,15 +61,31 @@ def test_clutter_keeps_the_images_digit_whole_and_cuts_pieces_from_other_digits(
 
 
 def test_two_digit_module_composes_each_split_from_its_own_digits(mnist_dir):
-    dm = TwoDigitMNISTDataModule(data_dir=str(mnist_dir), val_size=50, train_images=40, val_images=20,
-                                 test_images=30, binarize="none", num_workers=0, download=False)
+    dm = TwoDigitMNISTDataModule(
+        data_dir=str(mnist_dir),
+        val_size=50,
+        train_images=40,
+        val_images=20,
+        test_images=30,
+        binarize="none",
+        num_workers=0,
+        download=False,
+    )
     assert dm.image_shape == (1, 60, 60)
     dm.setup()
     assert [len(dm.datasets[s]) for s in ("train", "val", "test")] == [40, 20, 30]
     image, index = dm.datasets["test"][3]
     assert image.shape == (1, 60, 60) and index == 3
-    again = TwoDigitMNISTDataModule(data_dir=str(mnist_dir), val_size=50, train_images=40, val_images=20,
-                                    test_images=30, binarize="none", num_workers=0, download=False)
+    again = TwoDigitMNISTDataModule(
+        data_dir=str(mnist_dir),
+        val_size=50,
+        train_images=40,
+        val_images=20,
+        test_images=30,
+        binarize="none",
+        num_workers=0,
+        download=False,
+    )
     again.setup()
     assert torch.equal(dm.datasets["test"].images, again.datasets["test"].images)  # a fixed test set
     assert not torch.equal(dm.datasets["train"].images[:20], dm.datasets["val"].images)
@@ -95,8 +111,10 @@ def test_cluttered_module_serves_images_with_their_digits_labels(mnist_dir):
         assert int(val.images[i].float().sum()) >= int(val_digits[i].float().sum())  # its digit is in the image
 
 
-@pytest.mark.parametrize("kwargs, key", [({"side": 20}, "data.side"), ({"distractors": -1}, "data.distractors"),
-                                         ({"patch": 29}, "data.patch")])
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [({"side": 20}, "data.side"), ({"distractors": -1}, "data.distractors"), ({"patch": 29}, "data.patch")],
+)
 def test_bad_cluttered_settings_name_the_key(tmp_path, kwargs, key):
     with pytest.raises(ConfigError, match=rf"^{key}="):
         ClutteredMNISTDataModule(data_dir=str(tmp_path), **kwargs)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from conftest import write_svhn_format1, write_svhn_mat
 from torchvision.datasets import SVHN
 
-from conftest import write_svhn_format1, write_svhn_mat
 from draw_exp.data import SVHNDataModule, SVHNPaperDataModule
 from draw_exp.data.files import md5
 from draw_exp.data.svhn import crop_box, read_digit_struct
@@ -51,9 +51,11 @@ def test_svhn_corrupt_and_missing_files_are_named(svhn_dir, tmp_path):
     root, _ = svhn_dir
     path = root / "SVHN" / "test_32x32.mat"
     path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(OSError, match="test_32x32.mat"):
+    with pytest.raises(OSError, match=r"test_32x32.mat"):
         SVHNDataModule(data_dir=str(root), download=False, val_size=10).load_splits()
-    with pytest.raises(FileNotFoundError, match=r"SVHN files missing in .*nowhere/SVHN: train_32x32.mat, test_32x32.mat"):
+    with pytest.raises(
+        FileNotFoundError, match=r"SVHN files missing in .*nowhere/SVHN: train_32x32.mat, test_32x32.mat"
+    ):
         SVHNDataModule(data_dir=str(tmp_path / "nowhere"), download=False).prepare_data()
 
 
@@ -66,7 +68,7 @@ def test_digit_struct_reads_one_and_several_digit_boxes(tmp_path):
     parsed = read_digit_struct(data)
     assert [name for name, _ in parsed] == [name for name, _ in entries]
     assert {len(box["left"]) for _, box in entries} >= {1, 2}  # both layouts are exercised
-    for (_, got), (_, want) in zip(parsed, entries):
+    for (_, got), (_, want) in zip(parsed, entries, strict=True):
         assert got == want
 
 
@@ -81,8 +83,9 @@ def test_svhn_paper_protocol(tmp_path):
     root = tmp_path / "data"
     for split, n in (("train", 12), ("extra", 8), ("test", 6)):
         write_svhn_format1(root / "SVHN" / f"{split}.tar.gz", split, n, seed=len(split))
-    dm = SVHNPaperDataModule(data_dir=str(root), val_size=5, download=False, num_workers=0, batch_size=4,
-                             cache_dir=str(tmp_path / "cache"))
+    dm = SVHNPaperDataModule(
+        data_dir=str(root), val_size=5, download=False, num_workers=0, batch_size=4, cache_dir=str(tmp_path / "cache")
+    )
     assert dm.image_shape == (3, 54, 54)
     dm.prepare_data()
     assert len(list((tmp_path / "cache").rglob("*.cache.pt"))) == 3  # resized once, cached in the cache folder
@@ -109,5 +112,5 @@ def test_svhn_paper_names_a_damaged_archive(tmp_path):
     path = root / "SVHN" / "test.tar.gz"
     path.write_bytes(path.read_bytes()[:200])
     dm = SVHNPaperDataModule(data_dir=str(root), use_extra=False, val_size=1, download=False)
-    with pytest.raises(OSError, match="test.tar.gz"):
+    with pytest.raises(OSError, match=r"test.tar.gz"):
         dm.prepare_data()

@@ -78,8 +78,11 @@ def test_write_is_the_adjoint_of_read(shape, N):
     B = 3
     C, H, W = shape
     params = AttentionParams(
-        gx=torch.rand(B, generator=gen) * W, gy=torch.rand(B, generator=gen) * H,
-        delta=torch.rand(B, generator=gen) * 3 + 0.2, sigma2=torch.rand(B, generator=gen) + 0.3, gamma=torch.ones(B),
+        gx=torch.rand(B, generator=gen) * W,
+        gy=torch.rand(B, generator=gen) * H,
+        delta=torch.rand(B, generator=gen) * 3 + 0.2,
+        sigma2=torch.rand(B, generator=gen) + 0.3,
+        gamma=torch.ones(B),
     )
     att = GaussianAttention(shape, lstm_size=4, read_size=N, write_size=N)
     fx, fy = att.filterbanks(params, N)

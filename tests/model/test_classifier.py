@@ -16,16 +16,31 @@ def test_glimpse_is_gamma_times_the_filtered_sum_over_the_image():
     glimpse, params = model.read(x, h)
     # F[i, a] ∝ exp(−(a − μ_i)² / 2σ²), μ_i = g + (i − N/2 − 0.5)δ, normalised over a; r = γ Σ_h Σ_w F_Y x F_X
     for b in range(2):
-        def bank(centre, length):
-            mu = centre + (torch.arange(1, 4, dtype=torch.float64) - 1.5 - 0.5) * params.delta[b]
-            f = torch.exp(-((torch.arange(1, length + 1, dtype=torch.float64) - mu[:, None]) ** 2)
-                          / (2 * params.sigma2[b]))
+
+        def bank(centre, delta, sigma2, length):
+            mu = centre + (torch.arange(1, 4, dtype=torch.float64) - 1.5 - 0.5) * delta
+            f = torch.exp(-((torch.arange(1, length + 1, dtype=torch.float64) - mu[:, None]) ** 2) / (2 * sigma2))
             return f / f.sum(1, keepdim=True)
 
-        fx, fy = bank(params.gx[b], 11), bank(params.gy[b], 9)
-        expected = torch.stack([params.gamma[b] * torch.stack([
-            torch.stack([sum(fy[i, hh] * x[b, c, hh, w] * fx[j, w] for hh in range(9) for w in range(11))
-                         for j in range(3)]) for i in range(3)]) for c in range(2)])
+        fx = bank(params.gx[b], params.delta[b], params.sigma2[b], 11)
+        fy = bank(params.gy[b], params.delta[b], params.sigma2[b], 9)
+        expected = torch.stack(
+            [
+                params.gamma[b]
+                * torch.stack(
+                    [
+                        torch.stack(
+                            [
+                                sum(fy[i, hh] * x[b, c, hh, w] * fx[j, w] for hh in range(9) for w in range(11))
+                                for j in range(3)
+                            ]
+                        )
+                        for i in range(3)
+                    ]
+                )
+                for c in range(2)
+            ]
+        )
         torch.testing.assert_close(glimpse[b], expected.flatten())
 
 
@@ -68,8 +83,15 @@ def test_learns_to_classify_where_the_class_is_only_seen_through_glimpses():
     assert (model(x).logits.argmax(1) == labels).all()
 
 
-@pytest.mark.parametrize("kwargs, key", [({"T": 0}, "T"), ({"read_size": 17}, "attention.read_size"),
-                                         ({"lstm_size": 0}, "lstm_size"), ({"classes": 1}, "classes")])
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"T": 0}, "T"),
+        ({"read_size": 17}, "attention.read_size"),
+        ({"lstm_size": 0}, "lstm_size"),
+        ({"classes": 1}, "classes"),
+    ],
+)
 def test_bad_sizes_name_the_key(kwargs, key):
     args = {"image_shape": (1, 16, 16), "T": 2, "lstm_size": 8, "read_size": 4, **kwargs}
     with pytest.raises(ConfigError, match=rf"^{key}="):

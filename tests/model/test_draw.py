@@ -61,7 +61,9 @@ def test_gradients_reach_every_parameter(attention):
     for required in ("canvas0", "h_enc0", "c_enc0", "h_dec0", "c_dec0"):
         assert required in names
     if attention == "gaussian":
-        assert {"attention.read_head.weight", "attention.write_head.weight", "attention.write_patch.weight"} <= set(names)
+        assert {"attention.read_head.weight", "attention.write_head.weight", "attention.write_patch.weight"} <= set(
+            names
+        )
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reaches {name}"
 
@@ -101,7 +103,15 @@ def test_generation_does_not_use_the_encoder():
     ],
 )
 def test_bad_sizes_name_the_key(kwargs, key):
-    args = {"image_shape": (1, 28, 28), "T": 2, "latent_size": 2, "lstm_size": 4, "attention_type": "gaussian",
-            "read_size": 2, "write_size": 5, **kwargs}
+    args = {
+        "image_shape": (1, 28, 28),
+        "T": 2,
+        "latent_size": 2,
+        "lstm_size": 4,
+        "attention_type": "gaussian",
+        "read_size": 2,
+        "write_size": 5,
+        **kwargs,
+    }
     with pytest.raises(ConfigError, match=rf"^{key}="):
         DRAW(**args)

@@ -16,8 +16,15 @@ if __name__ == "__main__":
     module = DrawModule.load_from_checkpoint(ckpt, weights_only=True)
     # 51 validation images in batches of 10: the shards (26 and 25) and the last batches are uneven.
     datamodule = MNISTDataModule(data_dir=data_dir, val_size=51, batch_size=10, num_workers=0, download=False)
-    trainer = pl.Trainer(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto", logger=False,
-                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp" if devices > 1 else "auto",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     metrics = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
     if trainer.is_global_zero:
         print(json.dumps({**metrics, "world_size": trainer.world_size}))

@@ -29,8 +29,14 @@ class ImageDataset(Dataset):
     ``crop``: serve a ``crop``×``crop`` patch, at a random place (``random_crop``) or the centre.
     """
 
-    def __init__(self, images: torch.Tensor, binarize: str = "dynamic", fixed_seed: int | None = None,
-                 crop: int | None = None, random_crop: bool = False):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        binarize: str = "dynamic",
+        fixed_seed: int | None = None,
+        crop: int | None = None,
+        random_crop: bool = False,
+    ):
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
         self.binarize = check_choice("data.binarize", binarize, BINARIZE)
@@ -132,9 +138,11 @@ class ImageDataModule(pl.LightningDataModule):
         return [f for f in self.expected_files() if not (self.folder / f).is_file()]
 
     def missing_message(self, how: str) -> str:
-        return (f"{self.name} files missing in {self.folder}: {', '.join(self.missing_files())} (expected "
-                f"{', '.join(self.expected_files())}{f', from {self.source}' if self.source else ''}). paths.data_dir, "
-                f"or $DRAW_DATA_DIR, names the folder that holds {self.subfolder.split('/')[0]}/.{how}")
+        return (
+            f"{self.name} files missing in {self.folder}: {', '.join(self.missing_files())} (expected "
+            f"{', '.join(self.expected_files())}{f', from {self.source}' if self.source else ''}). paths.data_dir, "
+            f"or $DRAW_DATA_DIR, names the folder that holds {self.subfolder.split('/')[0]}/.{how}"
+        )
 
     def require_files(self) -> None:
         if self.missing_files():
@@ -182,8 +190,9 @@ class ImageDataModule(pl.LightningDataModule):
         if not shuffle and self.trainer is not None and self.trainer.world_size > 1:
             # Each evaluation image on exactly one rank: Lightning's default sampler would repeat images to even out
             # the shards, and the bound would then not be the mean over the split. (Training shards are Lightning's.)
-            sampler = UnrepeatedDistributedSampler(dataset, self.trainer.world_size, self.trainer.global_rank,
-                                                   shuffle=False)
+            sampler = UnrepeatedDistributedSampler(
+                dataset, self.trainer.world_size, self.trainer.global_rank, shuffle=False
+            )
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

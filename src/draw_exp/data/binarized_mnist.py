@@ -87,19 +87,29 @@ class BinarizedMNISTDataModule(ImageDataModule):
         source = self.path(split)
         self.require_files()
         # A copy parsed without the checks (data.verify=false) never serves a run that asks for them.
-        cached = load_or_build(source, cache_path(source, self.cache_dir), lambda: self._parse(split), CACHE_VERSION,
-                               accept=lambda cached: bool(cached.get("verified")) or not self.verify)
+        cached = load_or_build(
+            source,
+            cache_path(source, self.cache_dir),
+            lambda: self._parse(split),
+            CACHE_VERSION,
+            accept=lambda cached: bool(cached.get("verified")) or not self.verify,
+        )
         return self._unpack(cached["packed"], cached["count"])
 
     def _parse(self, split: str) -> dict:
         source = self.path(split)
         _, count, checksum = SPLITS[split]
         if self.verify and (actual := md5(source)) != checksum:
-            raise OSError(f"{source}: md5 {actual} differs from the published {checksum}: the file is corrupt or "
-                          f"not the original; delete it and download it again (data.verify=false skips this check)")
+            raise OSError(
+                f"{source}: md5 {actual} differs from the published {checksum}: the file is corrupt or "
+                f"not the original; delete it and download it again (data.verify=false skips this check)"
+            )
         pixels = parse_amat(source, count if self.verify else None)
-        return {"packed": torch.from_numpy(np.packbits(pixels, axis=1)), "count": len(pixels),  # 98 bytes an image
-                "verified": self.verify}
+        return {
+            "packed": torch.from_numpy(np.packbits(pixels, axis=1)),
+            "count": len(pixels),  # 98 bytes an image
+            "verified": self.verify,
+        }
 
     @staticmethod
     def _unpack(packed: torch.Tensor, count: int) -> torch.Tensor:

@@ -50,9 +50,11 @@ class CIFAR10DataModule(ImageDataModule):
         try:
             data = reader(self.data_dir, train=train, download=False).data  # [N, 32, 32, 3] uint8
         except Exception as err:  # torchvision: RuntimeError on an md5 mismatch; pickle and numpy errors on damage
-            raise OSError(f"could not read CIFAR-10's {'training' if train else 'test'} batches in {self.folder}: "
-                          f"{err}. Delete the folder and download again (data.download=true), or copy intact "
-                          "files there.") from err
+            raise OSError(
+                f"could not read CIFAR-10's {'training' if train else 'test'} batches in {self.folder}: "
+                f"{err}. Delete the folder and download again (data.download=true), or copy intact "
+                "files there."
+            ) from err
         return torch.from_numpy(data).permute(0, 3, 1, 2).contiguous()
 
     def load_splits(self) -> dict[str, torch.Tensor]:

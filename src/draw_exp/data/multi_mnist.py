@@ -23,8 +23,9 @@ def paste_max(canvas: np.ndarray, patches: np.ndarray, tops: np.ndarray, lefts: 
         np.maximum(window, patch, out=window)
 
 
-def compose_digits(digits: torch.Tensor, count: int, digits_per_image: int, side: int,
-                   rng: np.random.Generator) -> torch.Tensor:
+def compose_digits(
+    digits: torch.Tensor, count: int, digits_per_image: int, side: int, rng: np.random.Generator
+) -> torch.Tensor:
     """``count`` images of ``side``×``side``, each of ``digits_per_image`` digits drawn uniformly from ``digits``
     (uint8 ``[N, 1, 28, 28]``) at uniform positions where the whole digit fits (no digit is clipped).
     Returns uint8 ``[count, 1, side, side]``."""
@@ -44,20 +45,30 @@ class TwoDigitMNISTDataModule(MNISTDataModule):
     training file, test from its test file), ``train_images``/``val_images``/``test_images`` of them, seeded by
     ``split_seed``: the same images on every run. ``data_dir`` holds ``MNIST/raw/``."""
 
-    def __init__(self, side: int = 60, train_images: int = 55_000, val_images: int = 5_000,
-                 test_images: int = 10_000, **kwargs):
+    def __init__(
+        self, side: int = 60, train_images: int = 55_000, val_images: int = 5_000, test_images: int = 10_000, **kwargs
+    ):
         super().__init__(**kwargs)
         self.side = check_int_range("data.side", side, 28, 1024, "the canvas must hold a whole 28×28 digit")
         self.image_shape = (1, self.side, self.side)
-        self.counts = {"train": check_int_range("data.train_images", train_images, 1),
-                       "val": check_int_range("data.val_images", val_images, 1),
-                       "test": check_int_range("data.test_images", test_images, 1)}
+        self.counts = {
+            "train": check_int_range("data.train_images", train_images, 1),
+            "val": check_int_range("data.val_images", val_images, 1),
+            "test": check_int_range("data.test_images", test_images, 1),
+        }
 
     def load_splits(self) -> dict[str, torch.Tensor]:
         digits = super().load_splits()
-        return {split: compose_digits(digits[split], self.counts[split], 2, self.side,
-                                      np.random.default_rng([self.split_seed, SPLIT_STREAMS[split]]))
-                for split in SPLIT_STREAMS}
+        return {
+            split: compose_digits(
+                digits[split],
+                self.counts[split],
+                2,
+                self.side,
+                np.random.default_rng([self.split_seed, SPLIT_STREAMS[split]]),
+            )
+            for split in SPLIT_STREAMS
+        }
 
 
 def clutter(digits: torch.Tensor, side: int, distractors: int, patch: int, rng: np.random.Generator) -> torch.Tensor:
@@ -74,8 +85,9 @@ def clutter(digits: torch.Tensor, side: int, distractors: int, patch: int, rng: 
     for _ in range(distractors):
         other = (np.arange(count) + rng.integers(1, count, count)) % count  # never the image's own digit
         cut_top, cut_left = rng.integers(0, digit_side - patch + 1, (2, count))
-        pieces = source[other[:, None, None], (cut_top[:, None] + offsets)[:, :, None],
-                        (cut_left[:, None] + offsets)[:, None, :]]  # [N, patch, patch]
+        pieces = source[
+            other[:, None, None], (cut_top[:, None] + offsets)[:, :, None], (cut_left[:, None] + offsets)[:, None, :]
+        ]  # [N, patch, patch]
         tops, lefts = rng.integers(0, side - patch + 1, (2, count))
         paste_max(canvas, pieces, tops, lefts)
     return torch.from_numpy(canvas)[:, None]
@@ -101,8 +113,16 @@ class ClutteredMNISTDataModule(MNISTDataModule):
         eval_seeds = {"val": self.eval_seed, "test": self.eval_seed + 1}  # as ImageDataModule.setup binarises
         self.datasets = {
             split: LabelledImageDataset(
-                clutter(digits[split], self.side, self.distractors, self.patch,
-                        np.random.default_rng([self.split_seed, SPLIT_STREAMS[split]])),
-                labels[split], binarize=self.binarize, fixed_seed=eval_seeds.get(split))
+                clutter(
+                    digits[split],
+                    self.side,
+                    self.distractors,
+                    self.patch,
+                    np.random.default_rng([self.split_seed, SPLIT_STREAMS[split]]),
+                ),
+                labels[split],
+                binarize=self.binarize,
+                fixed_seed=eval_seeds.get(split),
+            )
             for split in SPLIT_STREAMS
         }

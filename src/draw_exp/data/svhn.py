@@ -54,8 +54,10 @@ class SVHNDataModule(ImageDataModule):
         try:
             return torch.from_numpy(SVHN(str(self.folder), split=split).data)  # [N, 3, 32, 32] uint8
         except Exception as err:  # torchvision checks the md5 and raises RuntimeError on a mismatch
-            raise OSError(f"could not read {path}: {err} (the md5 check failed or the file is damaged): delete it "
-                          f"and download it again") from err
+            raise OSError(
+                f"could not read {path}: {err} (the md5 check failed or the file is damaged): delete it "
+                f"and download it again"
+            ) from err
 
     def load_splits(self) -> dict[str, torch.Tensor]:
         train, val = self.random_split(self._read("train"), self.val_size)
@@ -77,13 +79,13 @@ def read_digit_struct(data: bytes) -> list[tuple[str, dict[str, list[float]]]]:
             name = "".join(chr(int(c)) for c in f[names[i, 0]][()].flatten())
             box = f[boxes[i, 0]]
 
-            def values(key):
+            def values(box, key):
                 attr = box[key]
                 if attr.dtype == h5py.ref_dtype:  # several digits: a reference per digit
                     return [float(f[attr[j, 0]][()].flatten()[0]) for j in range(attr.shape[0])]
                 return [float(v) for v in attr[()].flatten()]
 
-            out.append((name, {k: values(k) for k in ("left", "top", "width", "height", "label")}))
+            out.append((name, {k: values(box, k) for k in ("left", "top", "width", "height", "label")}))
         return out
 
 
@@ -92,12 +94,12 @@ def crop_box(box: dict[str, list[float]], width: int, height: int, enlarge: floa
     (left, top, right, bottom) in pixels, right and bottom exclusive."""
     left = min(box["left"])
     top = min(box["top"])
-    right = max(l + w for l, w in zip(box["left"], box["width"]))
-    bottom = max(t + h for t, h in zip(box["top"], box["height"]))
+    right = max(x + w for x, w in zip(box["left"], box["width"], strict=True))
+    bottom = max(y + h for y, h in zip(box["top"], box["height"], strict=True))
     cx, cy = (left + right) / 2, (top + bottom) / 2
     half_w, half_h = (right - left) * (1 + enlarge) / 2, (bottom - top) * (1 + enlarge) / 2
-    x0, y0 = max(0, int(round(cx - half_w))), max(0, int(round(cy - half_h)))
-    x1, y1 = min(width, int(round(cx + half_w))), min(height, int(round(cy + half_h)))
+    x0, y0 = max(0, round(cx - half_w)), max(0, round(cy - half_h))
+    x1, y1 = min(width, round(cx + half_w)), min(height, round(cy + half_h))
     return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
 
 
@@ -138,8 +140,16 @@ class SVHNPaperDataModule(ImageDataModule):
 
     default_likelihood = "discretized_logistic"
 
-    def __init__(self, val_size: int = 4701, use_extra: bool = True, size: int = 64, crop: int = 54,
-                 enlarge: float = 0.3, cache_dir: str | None = None, **kwargs):
+    def __init__(
+        self,
+        val_size: int = 4701,
+        use_extra: bool = True,
+        size: int = 64,
+        crop: int = 54,
+        enlarge: float = 0.3,
+        cache_dir: str | None = None,
+        **kwargs,
+    ):
         kwargs.setdefault("binarize", "none")
         super().__init__(**kwargs)
         self.size = check_int_range("data.size", size, 1)
@@ -180,8 +190,10 @@ class SVHNPaperDataModule(ImageDataModule):
         try:
             return preprocess_archive(source, self.size, self.enlarge)
         except (tarfile.TarError, EOFError, OSError, KeyError) as err:
-            raise OSError(f"could not read {source}: {err}: the archive looks truncated or corrupt; delete it and "
-                          f"download it again") from err
+            raise OSError(
+                f"could not read {source}: {err}: the archive looks truncated or corrupt; delete it and "
+                f"download it again"
+            ) from err
 
     def load_splits(self) -> dict[str, torch.Tensor]:
         pool = torch.cat([self.load_archive(a) for a in self.archives() if a != "test"])

@@ -33,7 +33,7 @@ class AttentionParams(NamedTuple):
 
     @staticmethod
     def stack(steps: list[AttentionParams]) -> AttentionParams:
-        return AttentionParams(*(torch.stack(field) for field in zip(*steps)))
+        return AttentionParams(*(torch.stack(field) for field in zip(*steps, strict=True)))
 
 
 class Attention(Protocol):
@@ -46,8 +46,9 @@ class Attention(Protocol):
     image_shape: tuple[int, int, int]  # (C, H, W)
     read_features: int  # the length of r_t
 
-    def read(self, x: torch.Tensor, x_err: torch.Tensor, h_dec: torch.Tensor
-             ) -> tuple[torch.Tensor, AttentionParams | None]:
+    def read(
+        self, x: torch.Tensor, x_err: torch.Tensor, h_dec: torch.Tensor
+    ) -> tuple[torch.Tensor, AttentionParams | None]:
         """r_t ``[B, read_features]`` from x, x̂_t ``[B, C, H, W]`` and h^dec_{t−1} ``[B, L]``: eq. (4)."""
         ...
 
@@ -56,8 +57,13 @@ class Attention(Protocol):
         ...
 
 
-def build_attention(image_shape: tuple[int, int, int], lstm_size: int, attention_type: str,
-                    read_size: int | None = None, write_size: int | None = None) -> Attention:
+def build_attention(
+    image_shape: tuple[int, int, int],
+    lstm_size: int,
+    attention_type: str,
+    read_size: int | None = None,
+    write_size: int | None = None,
+) -> Attention:
     """An attention by its name in :data:`ATTENTION_TYPES` (the ``attention.type`` config key)."""
     check_choice("attention.type", attention_type, ATTENTION_TYPES)
     if attention_type == "none":
@@ -100,8 +106,9 @@ def gaussian_rows(mu: torch.Tensor, sigma2: torch.Tensor, length: int) -> torch.
     return torch.softmax(-((a - mu[:, :, None]) ** 2) / (2 * sigma2[:, :, None]), dim=-1)
 
 
-def filterbank(centre: torch.Tensor, delta: torch.Tensor, sigma2: torch.Tensor, grid_size: int,
-               length: int) -> torch.Tensor:
+def filterbank(
+    centre: torch.Tensor, delta: torch.Tensor, sigma2: torch.Tensor, grid_size: int, length: int
+) -> torch.Tensor:
     """The filterbank along one axis, ``F[b, i, a] ∝ exp(−(a − μ_i)² / 2σ²)`` normalised over ``a``: eqs. (19)–(20)
     and (25)–(26). ``centre``, ``delta``, ``sigma2``: ``[B]``. Returns ``[B, N, length]``."""
     return gaussian_rows(grid_centres(centre, delta, grid_size), sigma2[:, None].expand(-1, grid_size), length)
@@ -117,8 +124,9 @@ def scatter(patch: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor) -> torch.Te
     return fy[:, None].transpose(-1, -2) @ patch @ fx[:, None]
 
 
-def window_params(head_out: torch.Tensor, image_shape: tuple[int, int, int], grid_size: int,
-                  dim: int = -1) -> AttentionParams:
+def window_params(
+    head_out: torch.Tensor, image_shape: tuple[int, int, int], grid_size: int, dim: int = -1
+) -> AttentionParams:
     """The window of an N×N grid over images of ``image_shape`` ``(C, H, W)``, in pixels, from a linear head's
     5 outputs (g̃x, g̃y, log σ², log δ̃, log γ) along ``dim``: eqs. (21)–(24)."""
     _, height, width = image_shape
@@ -158,8 +166,7 @@ class GaussianAttention(nn.Module):
         fy = filterbank(params.gy, params.delta, params.sigma2, grid_size, height)
         return fx, fy
 
-    def read(self, x: torch.Tensor, x_err: torch.Tensor, h_dec: torch.Tensor
-             ) -> tuple[torch.Tensor, AttentionParams]:
+    def read(self, x: torch.Tensor, x_err: torch.Tensor, h_dec: torch.Tensor) -> tuple[torch.Tensor, AttentionParams]:
         params = self.attention_params(self.read_head(h_dec), self.read_size)
         fx, fy = self.filterbanks(params, self.read_size)
         gamma = params.gamma[:, None]

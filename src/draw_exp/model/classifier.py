@@ -27,15 +27,15 @@ class AttentionClassifier(nn.Module):
     """``T`` glimpses of ``read_size``×``read_size`` Gaussian filters (per channel) over ``image_shape`` ``(C, H, W)``,
     an LSTM of ``lstm_size`` units, and a linear softmax layer over ``classes`` on its last hidden state."""
 
-    def __init__(self, image_shape: tuple[int, int, int], T: int, lstm_size: int, read_size: int,
-                 classes: int = 10):
+    def __init__(self, image_shape: tuple[int, int, int], T: int, lstm_size: int, read_size: int, classes: int = 10):
         super().__init__()
         self.image_shape = tuple(int(s) for s in image_shape)
         self.T = check_int_range("T", T, 1)
         self.lstm_size = check_int_range("lstm_size", lstm_size, 1)
         side = min(self.image_shape[1:])
-        self.read_size = check_int_range("attention.read_size", read_size, 1, side,
-                                         f"at most the shorter image side, {side} pixels")
+        self.read_size = check_int_range(
+            "attention.read_size", read_size, 1, side, f"at most the shorter image side, {side} pixels"
+        )
         self.classes = check_int_range("classes", classes, 2)
         channels = self.image_shape[0]
         self.read_head = nn.Linear(lstm_size, 5)  # h_{t−1} → (g̃x, g̃y, log σ², log δ̃, log γ), eq. (21)

@@ -83,11 +83,17 @@ class DRAW(nn.Module):
 
     def initial_state(self, batch: int) -> DrawState:
         """The learned c_0, h^enc_0, h^dec_0 and cells, one view per image."""
-        return DrawState(*(p.expand(batch, *p.shape) for p in (self.canvas0, self.h_enc0, self.c_enc0,
-                                                                 self.h_dec0, self.c_dec0)))
+        return DrawState(
+            *(p.expand(batch, *p.shape) for p in (self.canvas0, self.h_enc0, self.c_enc0, self.h_dec0, self.c_dec0))
+        )
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, return_steps: bool = False,
-                return_log_ratio: bool = False) -> DrawOutput:
+    def forward(
+        self,
+        x: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        return_steps: bool = False,
+        return_log_ratio: bool = False,
+    ) -> DrawOutput:
         """Run the T steps on ``x`` ``[B, C, H, W]``.
 
         ``noise`` ``[T, B, latent_size]`` fixes the standard-normal draws of the reparameterisation; by default
@@ -153,8 +159,10 @@ class DRAW(nn.Module):
         ``compiled=False`` keeps an engine's torch.compile'd pieces eager (for tests and debugging)."""
         check_choice("model.engine", engine, tuple(ENGINES))
         if not supports(engine, self.attention):
-            raise ConfigError(f"model.engine={engine!r} does not run {type(self.attention).__name__}: "
-                              f"use model.engine=auto or textbook")
+            raise ConfigError(
+                f"model.engine={engine!r} does not run {type(self.attention).__name__}: "
+                f"use model.engine=auto or textbook"
+            )
         self.engine = engine
         self.engine_compiled = compiled
         self.engine_cache = {}  # what an engine builds once per model (compiled kernels), dropped on a change

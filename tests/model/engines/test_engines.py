@@ -96,7 +96,7 @@ def test_each_engine_returns_the_textbook_steps_for_pictures(engine):
         got = model(x, noise=noise, return_steps=True)
     torch.testing.assert_close(got.canvases, want.canvases, rtol=1e-5, atol=1e-5)
     for name in ("read_params", "write_params"):
-        for field_got, field_want in zip(getattr(got, name), getattr(want, name)):
+        for field_got, field_want in zip(getattr(got, name), getattr(want, name), strict=True):
             torch.testing.assert_close(field_got, field_want, rtol=1e-5, atol=1e-5)
 
 
@@ -155,8 +155,7 @@ def test_bf16_autocast_stays_close_to_float32(engine):
     """Mixed precision: the loss within 1% and gradients pointing the same way (cosine > 0.99). Under autocast
     the hand-written backward runs the fused loop."""
     torch.manual_seed(2)
-    model = DRAW((1, 28, 28), T=8, latent_size=10, lstm_size=64, attention_type="gaussian", read_size=2,
-                 write_size=5)
+    model = DRAW((1, 28, 28), T=8, latent_size=10, lstm_size=64, attention_type="gaussian", read_size=2, write_size=5)
     x = torch.rand(16, 1, 28, 28).bernoulli()
     noise = torch.randn(8, 16, 10)
     loss32, grads32 = loss_and_grads(model, engine, x, noise)

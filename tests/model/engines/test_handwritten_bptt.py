@@ -17,11 +17,16 @@ def float64():
 
 @pytest.mark.parametrize("N,length", [(1, 7), (2, 28), (5, 20), (12, 32)])
 def test_batch_last_filterbank_equals_the_filterbank(N, length):
-    centre, delta, sigma2 = torch.tensor([10.3, 4.0, -300.0]), torch.tensor([2.1, 0.7, 1.0]), torch.tensor([1.7, 3.2, 0.01])
+    centre, delta, sigma2 = (
+        torch.tensor([10.3, 4.0, -300.0]),
+        torch.tensor([2.1, 0.7, 1.0]),
+        torch.tensor([1.7, 3.2, 0.01]),
+    )
     batch_last = filterbank_batch_last(centre, delta, sigma2, N, length)
     assert batch_last.shape == (N, length, 3)
-    torch.testing.assert_close(batch_last.permute(2, 0, 1), filterbank(centre, delta, sigma2, N, length),
-                               rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(
+        batch_last.permute(2, 0, 1), filterbank(centre, delta, sigma2, N, length), rtol=1e-10, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("attention_class", [GaussianAttention, NoAttention])
@@ -37,7 +42,7 @@ def test_batch_last_read_and_write_equal_the_textbook_ones(shape, attention_clas
     read, _ = attention.read(x, x - torch.sigmoid(canvas), h_dec)
     got = batch_last.read(x.permute(1, 2, 3, 0), canvas.permute(1, 2, 3, 0), heads)
     if attention_class is NoAttention:  # the step reads x̂ alone: x's half is step-invariant, added once
-        read = read[:, read.shape[1] // 2:]
+        read = read[:, read.shape[1] // 2 :]
     torch.testing.assert_close(got, read.t())
     write, _ = attention.write(h_dec)
     torch.testing.assert_close(batch_last.write(heads), write.permute(1, 2, 3, 0))

@@ -18,12 +18,16 @@ ENGINES = {
     "fused_loop": "the step loop with fused projections, eager PyTorch under autograd (engines/fused_loop.py)",
     "fused_loop_cudagraphs": "the fused step loop, its step compiled by torch.compile in CUDA-graph mode",
     "handwritten_bptt": "the T steps as one autograd node with a hand-written backward, kernels compiled "
-                        "(engines/handwritten_bptt.py)",
+    "(engines/handwritten_bptt.py)",
 }
 # The attention classes each engine runs, exactly (a subclass may change read or write).
 BUILT_IN = (NoAttention, GaussianAttention)
-ATTENTION_TYPES = {"textbook": None, "fused_loop": BUILT_IN, "fused_loop_cudagraphs": BUILT_IN,
-                   "handwritten_bptt": BUILT_IN}
+ATTENTION_TYPES = {
+    "textbook": None,
+    "fused_loop": BUILT_IN,
+    "fused_loop_cudagraphs": BUILT_IN,
+    "handwritten_bptt": BUILT_IN,
+}
 
 
 def supports(engine: str, attention: Attention) -> bool:
@@ -46,6 +50,9 @@ def run(engine: str, model, x: torch.Tensor, noise: torch.Tensor, return_steps: 
     # Imported here: the engine modules build on draw.py, which imports this package.
     from draw_exp.model.engines import fused_loop, handwritten_bptt
 
-    forward = {"fused_loop": fused_loop.forward, "fused_loop_cudagraphs": fused_loop.forward_cudagraphs,
-               "handwritten_bptt": handwritten_bptt.forward}[engine]
+    forward = {
+        "fused_loop": fused_loop.forward,
+        "fused_loop_cudagraphs": fused_loop.forward_cudagraphs,
+        "handwritten_bptt": handwritten_bptt.forward,
+    }[engine]
     return forward(model, x, noise, return_steps, return_log_ratio)

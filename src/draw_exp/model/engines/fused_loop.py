@@ -12,13 +12,22 @@ hand-written backward (handwritten_bptt.py) builds its batch-last forms on them.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from draw_exp.model.attention import (Attention, AttentionParams, GaussianAttention, NoAttention, glimpse,
-                                      grid_centres, gaussian_rows, scatter)
+from draw_exp.model.attention import (
+    Attention,
+    AttentionParams,
+    GaussianAttention,
+    NoAttention,
+    gaussian_rows,
+    glimpse,
+    grid_centres,
+    scatter,
+)
 from draw_exp.model.draw import DRAW, DrawOutput
 from draw_exp.model.latent import gaussian_kl, log_ratio
 
@@ -67,8 +76,10 @@ class FusedGaussianAttention:
 
     def head_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         a = self.attention
-        return (torch.cat([a.read_head.weight, a.write_head.weight, a.write_patch.weight]),
-                torch.cat([a.read_head.bias, a.write_head.bias, a.write_patch.bias]))
+        return (
+            torch.cat([a.read_head.weight, a.write_head.weight, a.write_patch.weight]),
+            torch.cat([a.read_head.bias, a.write_head.bias, a.write_patch.bias]),
+        )
 
     def read_filters(self, heads: torch.Tensor) -> ReadFilters:
         params = self.attention.attention_params(heads[:, :5], self.attention.read_size)
@@ -94,8 +105,9 @@ class FusedGaussianAttention:
         return update, ReadFilters(fx[:, n_w:], fy[:, n_w:], read), write
 
 
-def paired_filterbanks(centre_a, centre_b, a: AttentionParams, b: AttentionParams, n_a: int, n_b: int,
-                       length: int) -> torch.Tensor:
+def paired_filterbanks(
+    centre_a, centre_b, a: AttentionParams, b: AttentionParams, n_a: int, n_b: int, length: int
+) -> torch.Tensor:
     """Two grids' filterbanks along one axis in one evaluation: ``[B, n_a + n_b, length]``, rows of grid a first.
     Each row is exactly :func:`draw_exp.model.attention.filterbank`'s."""
     mu = torch.cat([grid_centres(centre_a, a.delta, n_a), grid_centres(centre_b, b.delta, n_b)], dim=1)
@@ -158,30 +170,41 @@ class StepOutput(NamedTuple):
     write_params: AttentionParams | None
 
 
-def step(model: DRAW, attention: FusedAttention, x: torch.Tensor, state: LoopState, eps: torch.Tensor,
-         weights: FusedWeights) -> StepOutput:
+def step(
+    model: DRAW, attention: FusedAttention, x: torch.Tensor, state: LoopState, eps: torch.Tensor, weights: FusedWeights
+) -> StepOutput:
     """One step of the recurrence; the equation numbers are those of the textbook loop's lines."""
     heads, hidden = attention.head_features, 4 * model.lstm_size
     x_err = x - torch.sigmoid(state.canvas)  # (3)
     r = attention.read(x, x_err, state.filters)  # (4)
-    gates = F.linear(torch.cat([r, state.h_enc], dim=1), weights.enc_w) + state.proj[:, heads:heads + hidden]
+    gates = F.linear(torch.cat([r, state.h_enc], dim=1), weights.enc_w) + state.proj[:, heads : heads + hidden]
     if weights.enc_const is not None:
         gates = gates + weights.enc_const
     h_enc, c_enc = lstm_cell(gates, state.c_enc)  # (5)
     mu, log_sigma = model.posterior(h_enc).chunk(2, dim=1)  # (1), (2)
     z = mu + torch.exp(log_sigma) * eps  # (6)
-    h_dec, c_dec = lstm_cell(F.linear(z, model.decoder.weight_ih) + state.proj[:, heads + hidden:], state.c_dec)  # (7)
+    h_dec, c_dec = lstm_cell(F.linear(z, model.decoder.weight_ih) + state.proj[:, heads + hidden :], state.c_dec)  # (7)
     proj = F.linear(h_dec, weights.out_w, weights.out_b)
     update, filters, write_params = attention.write(proj[:, :heads])
-    return StepOutput(LoopState(state.canvas + update, h_enc, c_enc, h_dec, c_dec, proj, filters),  # (8)
-                      mu, log_sigma, write_params)
+    return StepOutput(
+        LoopState(state.canvas + update, h_enc, c_enc, h_dec, c_dec, proj, filters),  # (8)
+        mu,
+        log_sigma,
+        write_params,
+    )
 
 
 Step = Callable[[DRAW, FusedAttention, torch.Tensor, LoopState, torch.Tensor, FusedWeights], StepOutput]
 
 
-def forward(model: DRAW, x: torch.Tensor, noise: torch.Tensor, return_steps: bool = False,
-            return_log_ratio: bool = False, step: Step = step) -> DrawOutput:
+def forward(
+    model: DRAW,
+    x: torch.Tensor,
+    noise: torch.Tensor,
+    return_steps: bool = False,
+    return_log_ratio: bool = False,
+    step: Step = step,
+) -> DrawOutput:
     """:meth:`DRAW.forward` by the fused loop; ``step`` runs one step (:func:`step`, or a compiled form of it)."""
     attention = model.engine_cache.get("fused_attention")
     if attention is None:  # one object per model: a compiled step guards on it
@@ -189,7 +212,7 @@ def forward(model: DRAW, x: torch.Tensor, noise: torch.Tensor, return_steps: boo
     weights = fused_weights(model, attention, x)
     initial = model.initial_state(x.shape[0])
     proj = F.linear(initial.h_dec, weights.out_w, weights.out_b)
-    state = LoopState(*initial, proj, attention.read_filters(proj[:, :attention.head_features]))
+    state = LoopState(*initial, proj, attention.read_filters(proj[:, : attention.head_features]))
     # Compiled with CUDA graphs (fused_loop_cudagraphs), each call of the step without gradients starts a new graph
     # generation whose replay overwrites the previous call's outputs; with gradients, the pending backward keeps all
     # T calls in one generation. So what is kept across steps is copied when no gradient is recorded (evaluation,
@@ -216,8 +239,9 @@ def forward(model: DRAW, x: torch.Tensor, noise: torch.Tensor, return_steps: boo
     return out
 
 
-def forward_cudagraphs(model: DRAW, x: torch.Tensor, noise: torch.Tensor, return_steps: bool = False,
-                       return_log_ratio: bool = False) -> DrawOutput:
+def forward_cudagraphs(
+    model: DRAW, x: torch.Tensor, noise: torch.Tensor, return_steps: bool = False, return_log_ratio: bool = False
+) -> DrawOutput:
     """The fused loop with its step compiled in CUDA-graph mode (eager when ``model.engine_compiled`` is off).
     Compiling one step rather than the unrolled T steps keeps the compile time independent of T."""
     compiled = model.engine_cache.get("cudagraph_step")

@@ -86,7 +86,8 @@ BatchLastAttention = BatchLastNoAttention | BatchLastGaussianAttention
 
 def batch_last_attention(attention: Attention) -> BatchLastAttention:
     return {NoAttention: BatchLastNoAttention, GaussianAttention: BatchLastGaussianAttention}[type(attention)](
-        attention)
+        attention
+    )
 
 
 def lstm_forward(gates: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -98,14 +99,16 @@ def lstm_forward(gates: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor,
     return o * torch.tanh(new_cell), new_cell, torch.cat([i, f, g, o])
 
 
-def lstm_backward(acts: torch.Tensor, cell: torch.Tensor, new_cell: torch.Tensor, d_h: torch.Tensor,
-                  d_new_cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def lstm_backward(
+    acts: torch.Tensor, cell: torch.Tensor, new_cell: torch.Tensor, d_h: torch.Tensor, d_new_cell: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients of :func:`lstm_forward`: to the gate pre-activations ``[4L, B]`` and to the previous cell."""
     i, f, g, o = acts.chunk(4)
     tanh_cell = torch.tanh(new_cell)
     d_cell = d_new_cell + d_h * o * (1 - tanh_cell * tanh_cell)
-    d_gates = torch.cat([d_cell * g * i * (1 - i), d_cell * cell * f * (1 - f), d_cell * i * (1 - g * g),
-                         d_h * tanh_cell * o * (1 - o)])
+    d_gates = torch.cat(
+        [d_cell * g * i * (1 - i), d_cell * cell * f * (1 - f), d_cell * i * (1 - g * g), d_h * tanh_cell * o * (1 - o)]
+    )
     return d_gates, d_cell * f
 
 
@@ -195,9 +198,13 @@ class RecurrenceKernels:
     def __init__(self, attention: BatchLastAttention, compile: bool = False):
         self.attention = attention
         kernels = {
-            "step": self._step, "lstm_backward": lstm_backward, "sample_latent_backward": sample_latent_backward,
-            "read": self._read, "write_backward": self._write_backward,
-            "read_backward": self._read_backward, "read_write_backward": self._read_write_backward,
+            "step": self._step,
+            "lstm_backward": lstm_backward,
+            "sample_latent_backward": sample_latent_backward,
+            "read": self._read,
+            "write_backward": self._write_backward,
+            "read_backward": self._read_backward,
+            "read_write_backward": self._read_write_backward,
         }
         for name, fn in kernels.items():
             setattr(self, name, torch.compile(fn, dynamic=False, options=COMPILE_OPTIONS) if compile else fn)
@@ -208,21 +215,22 @@ class RecurrenceKernels:
         projection), to c_t, the next encoder input and proj_t, and what the backward keeps. At the ``last`` step
         h^dec_T feeds only the write, so only the heads' rows are projected and nothing is read."""
         heads, lstm = proj.shape[0] - 8 * c_enc.shape[0], c_enc.shape[0]
-        gates = torch.addmm(proj[heads:heads + 4 * lstm], w.enc_w, enc_in)
+        gates = torch.addmm(proj[heads : heads + 4 * lstm], w.enc_w, enc_in)
         if w.enc_const is not None:
             gates = gates + w.enc_const
         h_enc, new_c_enc, enc_acts = lstm_forward(gates, c_enc)  # (5)
         post = torch.addmm(w.post_b, w.post_w, h_enc)  # (1), (2)
         z, kl = sample_latent(post, eps)  # (6)
-        h_dec, new_c_dec, dec_acts = lstm_forward(torch.addmm(proj[heads + 4 * lstm:], w.dec_w, z), c_dec)  # (7)
+        h_dec, new_c_dec, dec_acts = lstm_forward(torch.addmm(proj[heads + 4 * lstm :], w.dec_w, z), c_dec)  # (7)
         if last:
             new_proj = torch.addmm(w.out_b[:heads], w.out_w[:heads], h_dec)
             canvas, next_enc_in = self._write(canvas, new_proj), None
         else:
             new_proj = torch.addmm(w.out_b, w.out_w, h_dec)
             canvas, next_enc_in = self._write_read(x, canvas, new_proj[:heads], h_enc)
-        return StepResult(canvas, next_enc_in, new_proj, h_enc, new_c_enc, enc_acts, post, z, kl, h_dec, new_c_dec,
-                          dec_acts)
+        return StepResult(
+            canvas, next_enc_in, new_proj, h_enc, new_c_enc, enc_acts, post, z, kl, h_dec, new_c_dec, dec_acts
+        )
 
     def _read(self, x, canvas, heads, h_enc):
         """The encoder's input [r_t, h^enc_{t−1}] ``[R + L, B]``, r_t read from c_{t−1} with heads_{t−1}: (3), (4)."""
@@ -324,12 +332,14 @@ class Recurrence(torch.autograd.Function):
             d_h_dec = (d_proj.t() @ out_w[:rows]).t().contiguous()
             d_gates, d_c_dec = kernels.lstm_backward(s.dec_acts[t], s.c_dec[t], s.c_dec[t + 1], d_h_dec, d_c_dec)
             d_dec_w.addmm_(d_gates, s.z[t].t())
-            d_post = kernels.sample_latent_backward(s.post[t], noise[t], dec_w.t() @ d_gates, d_mu[t],
-                                                    d_log_sigma[t], d_kl[t])
+            d_post = kernels.sample_latent_backward(
+                s.post[t], noise[t], dec_w.t() @ d_gates, d_mu[t], d_log_sigma[t], d_kl[t]
+            )
             d_post_w.addmm_(d_post, s.h_enc[t].t())
             d_post_b += d_post.sum(1, keepdim=True)
-            d_enc_gates, d_c_enc = kernels.lstm_backward(s.enc_acts[t], s.c_enc[t], s.c_enc[t + 1],
-                                                         torch.addmm(d_h_enc, post_w.t(), d_post), d_c_enc)
+            d_enc_gates, d_c_enc = kernels.lstm_backward(
+                s.enc_acts[t], s.c_enc[t], s.c_enc[t + 1], torch.addmm(d_h_enc, post_w.t(), d_post), d_c_enc
+            )
             d_enc_w.addmm_(d_enc_gates, s.enc_in[t].t())
             if d_enc_const is not None:
                 d_enc_const += d_enc_gates
@@ -337,28 +347,52 @@ class Recurrence(torch.autograd.Function):
             d_h_enc = d_enc_in[reads:]
             # r_t read c_{t−1} and proj_{t−1}'s read head; for t > 0 c_{t−1} was written from proj_{t−1} too.
             backward = kernels.read_write_backward if t > 0 else kernels.read_backward
-            d_canvas, d_proj = backward(x, s.canvas[t], s.proj[t][:heads], d_enc_in[:reads], d_canvas, d_enc_gates,
-                                        d_gates)
+            d_canvas, d_proj = backward(
+                x, s.canvas[t], s.proj[t][:heads], d_enc_in[:reads], d_canvas, d_enc_gates, d_gates
+            )
         d_out_w.addmm_(d_proj, s.h_dec[0].t())
         d_out_b += d_proj.sum(1, keepdim=True)
-        return (None, None, None, d_canvas, d_h_enc, d_c_enc, out_w.t() @ d_proj, d_c_dec, d_enc_const, d_out_w,
-                d_out_b, d_enc_w, d_post_w, d_post_b, d_dec_w)
+        return (
+            None,
+            None,
+            None,
+            d_canvas,
+            d_h_enc,
+            d_c_enc,
+            out_w.t() @ d_proj,
+            d_c_dec,
+            d_enc_const,
+            d_out_w,
+            d_out_b,
+            d_enc_w,
+            d_post_w,
+            d_post_b,
+            d_dec_w,
+        )
 
 
-def forward(model: DRAW, x: torch.Tensor, noise: torch.Tensor, return_steps: bool = False,
-            return_log_ratio: bool = False) -> DrawOutput:
+def forward(
+    model: DRAW, x: torch.Tensor, noise: torch.Tensor, return_steps: bool = False, return_log_ratio: bool = False
+) -> DrawOutput:
     """:meth:`DRAW.forward` by the hand-written backward. Pictures (``return_steps``) and autocast take the fused
     loop: the recurrence keeps no per-step attention, and under autocast autograd casts each product's operands."""
     if return_steps or torch.is_autocast_enabled(x.device.type):
         return fused_loop.forward(model, x, noise, return_steps, return_log_ratio)
     kernels = model.engine_cache.get("kernels")
     if kernels is None:
-        kernels = model.engine_cache["kernels"] = RecurrenceKernels(batch_last_attention(model.attention),
-                                                                    compile=model.engine_compiled)
+        kernels = model.engine_cache["kernels"] = RecurrenceKernels(
+            batch_last_attention(model.attention), compile=model.engine_compiled
+        )
     fused = fused_loop.fused_weights(model, kernels.attention, x)
-    weights = Weights(None if fused.enc_const is None else fused.enc_const.t().contiguous(), fused.out_w,
-                      fused.out_b[:, None], fused.enc_w, model.posterior.weight, model.posterior.bias[:, None],
-                      model.decoder.weight_ih)
+    weights = Weights(
+        None if fused.enc_const is None else fused.enc_const.t().contiguous(),
+        fused.out_w,
+        fused.out_b[:, None],
+        fused.enc_w,
+        model.posterior.weight,
+        model.posterior.bias[:, None],
+        model.decoder.weight_ih,
+    )
     batch = x.shape[0]
 
     def batch_last(param):  # a learned initial state, one copy per image: [..., B]
@@ -366,8 +400,9 @@ def forward(model: DRAW, x: torch.Tensor, noise: torch.Tensor, return_steps: boo
 
     initial = (model.canvas0, model.h_enc0, model.c_enc0, model.h_dec0, model.c_dec0)
     noise_t = noise.transpose(1, 2).contiguous()  # [T, Z, B]
-    canvas, kl, mu, log_sigma = Recurrence.apply(kernels, x.permute(1, 2, 3, 0).contiguous(), noise_t,
-                                                 *map(batch_last, initial), *weights)
+    canvas, kl, mu, log_sigma = Recurrence.apply(
+        kernels, x.permute(1, 2, 3, 0).contiguous(), noise_t, *map(batch_last, initial), *weights
+    )
     out = DrawOutput(canvas_logits=canvas.permute(3, 0, 1, 2), kl=kl.t())
     if return_log_ratio:  # summed over Z, the contiguous dimension of [T, Z, B]
         out.log_ratio = log_ratio(mu + torch.exp(log_sigma) * noise_t, noise_t, log_sigma, dim=1).t()
