@@ -8,9 +8,14 @@ to the textbook loop for the others.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from draw_exp.model.attention import Attention, GaussianAttention, NoAttention
+
+if TYPE_CHECKING:  # draw.py imports this package
+    from draw_exp.model.draw import DRAW, DrawOutput
 
 ENGINES = {
     "auto": "the fastest engine measured for the device the batch is on (see auto_engine)",
@@ -45,7 +50,9 @@ def auto_engine(device_type: str, attention: Attention) -> str:
     return fastest if supports(fastest, attention) else "textbook"
 
 
-def run(engine: str, model, x: torch.Tensor, noise: torch.Tensor, return_steps: bool, return_log_ratio: bool):
+def run(
+    engine: str, model: DRAW, x: torch.Tensor, noise: torch.Tensor, return_steps: bool, return_log_ratio: bool
+) -> DrawOutput:
     """``model.forward`` by ``engine`` (not ``auto`` or ``textbook``, which ``DRAW.forward`` resolves itself)."""
     # Imported here: the engine modules build on draw.py, which imports this package.
     from draw_exp.model.engines import fused_loop, handwritten_bptt

@@ -106,7 +106,13 @@ class FusedGaussianAttention:
 
 
 def paired_filterbanks(
-    centre_a, centre_b, a: AttentionParams, b: AttentionParams, n_a: int, n_b: int, length: int
+    centre_a: torch.Tensor,
+    centre_b: torch.Tensor,
+    a: AttentionParams,
+    b: AttentionParams,
+    n_a: int,
+    n_b: int,
+    length: int,
 ) -> torch.Tensor:
     """Two grids' filterbanks along one axis in one evaluation: ``[B, n_a + n_b, length]``, rows of grid a first.
     Each row is exactly :func:`draw_exp.model.attention.filterbank`'s."""

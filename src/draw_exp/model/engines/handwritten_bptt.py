@@ -16,9 +16,10 @@ full width. The attention types' batch-last forms live here; their backward is `
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
+from torch import Tensor
 
 from draw_exp.model.attention import Attention, AttentionParams, GaussianAttention, NoAttention, grid_centres
 from draw_exp.model.draw import DRAW, DrawOutput
@@ -26,7 +27,7 @@ from draw_exp.model.engines import fused_loop
 from draw_exp.model.latent import gaussian_kl, log_ratio
 
 
-def filterbank_batch_last(centre, delta, sigma2, grid_size: int, length: int) -> torch.Tensor:
+def filterbank_batch_last(centre: Tensor, delta: Tensor, sigma2: Tensor, grid_size: int, length: int) -> Tensor:
     """:func:`draw_exp.model.attention.filterbank` with the batch last: ``[N, length, B]``, the same numbers as
     ``filterbank(...)[b]``.
 
@@ -119,7 +120,9 @@ def sample_latent(post: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, 
     return mu + torch.exp(log_sigma) * eps, gaussian_kl(mu, log_sigma, dim=0)
 
 
-def sample_latent_backward(post, eps, d_z, d_mu, d_log_sigma, d_kl) -> torch.Tensor:
+def sample_latent_backward(
+    post: Tensor, eps: Tensor, d_z: Tensor, d_mu: Tensor, d_log_sigma: Tensor, d_kl: Tensor
+) -> Tensor:
     """Gradient to the posterior's outputs: from z, from the KL (``d_kl`` ``[B]``), and from μ and log σ
     themselves (when the caller used them, e.g. for a log-ratio)."""
     mu, log_sigma = post.chunk(2)
@@ -209,7 +212,18 @@ class RecurrenceKernels:
         for name, fn in kernels.items():
             setattr(self, name, torch.compile(fn, dynamic=False, options=COMPILE_OPTIONS) if compile else fn)
 
-    def _step(self, x, canvas, enc_in, proj, c_enc, c_dec, eps, w: Weights, last: bool) -> StepResult:
+    def _step(
+        self,
+        x: Tensor,
+        canvas: Tensor,
+        enc_in: Tensor,
+        proj: Tensor,
+        c_enc: Tensor,
+        c_dec: Tensor,
+        eps: Tensor,
+        w: Weights,
+        last: bool,
+    ) -> StepResult:
         """One step forward, its matrix products included (one compiled call a step costs less than a call per
         element-wise piece): from c_{t−1}, the encoder input [r_t, h^enc_{t−1}] and proj_{t−1} (h^dec_{t−1}'s
         projection), to c_t, the next encoder input and proj_t, and what the backward keeps. At the ``last`` step
@@ -232,35 +246,55 @@ class RecurrenceKernels:
             canvas, next_enc_in, new_proj, h_enc, new_c_enc, enc_acts, post, z, kl, h_dec, new_c_dec, dec_acts
         )
 
-    def _read(self, x, canvas, heads, h_enc):
+    def _read(self, x: Tensor, canvas: Tensor, heads: Tensor, h_enc: Tensor) -> Tensor:
         """The encoder's input [r_t, h^enc_{t−1}] ``[R + L, B]``, r_t read from c_{t−1} with heads_{t−1}: (3), (4)."""
         return torch.cat([self.attention.read(x, canvas, heads), h_enc])
 
-    def _write(self, canvas, heads):
+    def _write(self, canvas: Tensor, heads: Tensor) -> Tensor:
         return canvas + self.attention.write(heads)  # (8)
 
-    def _write_read(self, x, canvas, heads, h_enc):
+    def _write_read(self, x: Tensor, canvas: Tensor, heads: Tensor, h_enc: Tensor) -> tuple[Tensor, Tensor]:
         """c_t = c_{t−1} + write(heads_t), then the next encoder input read from c_t with the same heads."""
         canvas = self._write(canvas, heads)
         return canvas, self._read(x, canvas, heads, h_enc)
 
-    def _write_backward(self, heads, d_canvas):
+    def _write_backward(self, heads: Tensor, d_canvas: Tensor) -> Tensor:
         """Through c_t = c_{t−1} + write(heads_t): the gradient to the heads (c_{t−1}'s is ``d_canvas`` itself)."""
         return torch.func.vjp(self.attention.write, heads)[1](d_canvas)[0]
 
-    def _through_read(self, x, canvas, heads, d_read, d_canvas):
+    def _through_read(
+        self, x: Tensor, canvas: Tensor, heads: Tensor, d_read: Tensor, d_canvas: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Through r_t = read(x, c_{t−1}, heads_{t−1}): the gradients to c_{t−1} (plus ``d_canvas``, what came from
         later steps) and to the heads."""
         _, vjp = torch.func.vjp(lambda c, h: self.attention.read(x, c, h), canvas, heads)
         d_canvas_read, d_heads = vjp(d_read)
         return d_canvas + d_canvas_read, d_heads
 
-    def _read_backward(self, x, canvas, heads, d_read, d_canvas, d_enc_gates, d_dec_gates):
+    def _read_backward(
+        self,
+        x: Tensor,
+        canvas: Tensor,
+        heads: Tensor,
+        d_read: Tensor,
+        d_canvas: Tensor,
+        d_enc_gates: Tensor,
+        d_dec_gates: Tensor,
+    ) -> tuple[Tensor, Tensor]:
         """Step 1's read: the gradients to c_0 and to all of proj_0 (its encoder and decoder rows' are given)."""
         d_canvas, d_heads = self._through_read(x, canvas, heads, d_read, d_canvas)
         return d_canvas, torch.cat([d_heads, d_enc_gates, d_dec_gates])
 
-    def _read_write_backward(self, x, canvas, heads, d_read, d_canvas, d_enc_gates, d_dec_gates):
+    def _read_write_backward(
+        self,
+        x: Tensor,
+        canvas: Tensor,
+        heads: Tensor,
+        d_read: Tensor,
+        d_canvas: Tensor,
+        d_enc_gates: Tensor,
+        d_dec_gates: Tensor,
+    ) -> tuple[Tensor, Tensor]:
         """As :meth:`_read_backward` for step t > 1, then through c_{t−1} = c_{t−2} + write(heads_{t−1}), which
         read the same heads: the gradients to c_{t−2} (the same as to c_{t−1}) and to proj_{t−1}."""
         d_canvas, d_heads = self._through_read(x, canvas, heads, d_read, d_canvas)
@@ -280,7 +314,18 @@ class Recurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, kernels: RecurrenceKernels, x, noise, canvas0, h_enc0, c_enc0, h_dec0, c_dec0, *weights):
+    def forward(
+        ctx: Any,
+        kernels: RecurrenceKernels,
+        x: Tensor,
+        noise: Tensor,
+        canvas0: Tensor,
+        h_enc0: Tensor,
+        c_enc0: Tensor,
+        h_dec0: Tensor,
+        c_dec0: Tensor,
+        *weights: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         w = Weights(*weights)
         steps, lstm = noise.shape[0], h_enc0.shape[0]
         heads = w.out_w.shape[0] - 8 * lstm
@@ -306,7 +351,9 @@ class Recurrence(torch.autograd.Function):
         return canvas, torch.stack(kls), mu, log_sigma
 
     @staticmethod
-    def backward(ctx, d_canvas, d_kl, d_mu, d_log_sigma):
+    def backward(
+        ctx: Any, d_canvas: Tensor | None, d_kl: Tensor | None, d_mu: Tensor | None, d_log_sigma: Tensor | None
+    ) -> tuple[Tensor | None, ...]:
         x, noise, *weights = ctx.saved_tensors
         out_w, out_b, enc_w, post_w, post_b, dec_w = weights
         kernels, s = ctx.kernels, ctx.saved
@@ -395,7 +442,7 @@ def forward(
     )
     batch = x.shape[0]
 
-    def batch_last(param):  # a learned initial state, one copy per image: [..., B]
+    def batch_last(param: Tensor) -> Tensor:  # a learned initial state, one copy per image: [..., B]
         return param[..., None].expand(*param.shape, batch).contiguous()
 
     initial = (model.canvas0, model.h_enc0, model.c_enc0, model.h_dec0, model.c_dec0)
