@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -111,3 +112,23 @@ def test_a_slim_copy_keeps_the_model_and_its_data_settings_only(tmp_path):
     restored, _ = load_checkpoint(str(tmp_path / "slim.ckpt"), "cpu")
     for name, tensor in module.state_dict().items():
         assert torch.equal(restored.state_dict()[name], tensor), name
+
+
+def test_the_shipped_checkpoint_of_the_old_layout_loads_and_every_engine_agrees_on_it():
+    """docs/checkpoints/mnist_gaussian_cpu.ckpt was written before the model core moved to draw.py and engines/:
+    it loads strictly (every parameter name unchanged) and the textbook loop and the engines give it one bound."""
+    from draw_exp.checkpoint_tasks import load_checkpoint
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "checkpoints" / "mnist_gaussian_cpu.ckpt"
+    module, checkpoint = load_checkpoint(str(path), torch.device("cpu"))
+    assert checkpoint["hyper_parameters"]["T"] == 64 and module.model.attention.write_size == 5
+    torch.manual_seed(0)
+    x = (torch.rand(4, 1, 28, 28) < 0.1).float()
+    noise = torch.randn(64, 4, 100)
+    bounds = {}
+    for engine in ("textbook", "fused_loop"):
+        module.model.set_engine(engine)
+        with torch.no_grad():
+            bounds[engine] = module.loss_terms(x, noise)["loss"]
+    torch.testing.assert_close(bounds["fused_loop"], bounds["textbook"], rtol=1e-5, atol=1e-3)
+    assert ((bounds["textbook"] > 0) & torch.isfinite(bounds["textbook"])).all()
