@@ -8,7 +8,6 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from draw_exp.data import BinarizedMNISTDataModule, ImageDataModule
-from draw_exp.errors import ConfigError
 from draw_exp.lit_classifier import ClassifierModule
 from draw_exp.lit_module import DrawModule
 from draw_exp.training import build
@@ -127,37 +126,3 @@ def test_every_key_a_user_can_type_has_a_comment(path):
             continue  # presets set keys documented in their own groups
         commented = "#" in line or lines[i - 1].strip().startswith("#")
         assert commented, f"{path.relative_to(CONF)}:{i + 1}: `{stripped}` has no comment"
-
-
-# Each bad value fails in build(), before any data is read or any run folder is written, naming the key.
-BAD_VALUES = [
-    ("trainer.devices=3", "trainer.devices=3"),  # on one process without DDP: would silently start 3 processes
-    ("trainer.devices=0", "trainer.devices=0"),
-    ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1"),  # would silently turn clipping off
-    ("trainer.gradient_clip_val=0", "trainer.gradient_clip_val=0"),
-    ("trainer.max_steps=abc", "trainer.max_steps='abc'"),
-    ("trainer.max_steps=-2", "trainer.max_steps=-2"),
-    ("trainer.max_epochs=1.5", "trainer.max_epochs=1.5"),
-    ("model.betas=[0.9,1.5]", "model.betas=[0.9, 1.5]"),
-    ("model.betas=[0.9]", "model.betas=[0.9]"),
-    ("model.lr=-1", "model.lr=-1"),
-    ("model.engine=fast", "model.engine='fast'"),
-    ("model.lr_half_life_steps=0", "model.lr_half_life_steps=0"),
-    ("model.lr_warmup_steps=-5", "model.lr_warmup_steps=-5"),
-    ("model.max_skipped_batches=-1", "model.max_skipped_batches=-1"),
-    ("model.nonfinite=ignore", "model.nonfinite='ignore'"),
-    ("data.val_size=0", "data.val_size=0"),
-    ("data.batch_size=0", "data.batch_size=0"),
-    ("data.num_workers=-1", "data.num_workers=-1"),
-    ("T=0", "T=0"),
-    ("attention.read_size=29", "attention.read_size=29"),
-]
-
-
-@pytest.mark.parametrize("override,named", BAD_VALUES, ids=[o for o, _ in BAD_VALUES])
-def test_a_bad_value_is_refused_before_any_work_naming_the_key(override, named, tmp_path):
-    cfg = compose_config(override, f"paths.data_dir={tmp_path / 'nowhere'}", tmp_path=tmp_path)
-    with pytest.raises(ConfigError) as raised:
-        build(cfg)
-    assert named in str(raised.value) and "not allowed" in str(raised.value)
-    assert not (tmp_path / "nowhere").exists()

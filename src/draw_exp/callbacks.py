@@ -33,12 +33,12 @@ class Pictures(pl.Callback):
         seed: int = 0,
         every_n_epochs: int = 1,
     ):
-        self.num_images = num_images
-        self.animated = animated
-        self.strip_every = strip_every
-        self.scale = scale
-        self.seed = seed
-        self.every_n_epochs = every_n_epochs
+        self.num_images = check_int_range("callbacks.pictures.num_images", num_images, 1)
+        self.animated = check_int_range("callbacks.pictures.animated", animated, 1)
+        self.strip_every = check_int_range("callbacks.pictures.strip_every", strip_every, 1)
+        self.scale = check_int_range("callbacks.pictures.scale", scale, 1)
+        self.seed = check_int_range("callbacks.pictures.seed", seed, 0)
+        self.every_n_epochs = check_int_range("callbacks.pictures.every_n_epochs", every_n_epochs, 1)
         self._val_images: torch.Tensor | None = None
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):

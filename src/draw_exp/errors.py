@@ -22,10 +22,19 @@ def check_choice(key: str, value, choices) -> str:
     return value
 
 
+def check_number(key: str, value, low: float, inclusive: bool = False, why: str = "") -> float:
+    """Return ``value`` if it is a number above ``low`` (or equal to it, if ``inclusive``), else raise
+    :class:`ConfigError` naming ``key``."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (is_number and (value >= low if inclusive else value > low)):
+        bound = f"{'>=' if inclusive else '>'} {low:g}"
+        raise ConfigError(f"{key}={value!r} is not allowed: must be a number {bound}{f' ({why})' if why else ''}")
+    return value
+
+
 def check_adam(lr, betas) -> None:
     """Adam's ``model.lr`` (a number > 0) and ``model.betas`` (two numbers in [0, 1))."""
-    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
-        raise ConfigError(f"model.lr={lr!r} is not allowed: must be a number > 0")
+    check_number("model.lr", lr, 0)
     if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
         raise ConfigError(f"model.betas={list(betas)!r} is not allowed: must be two numbers in [0, 1), Adam's β1, β2")
 

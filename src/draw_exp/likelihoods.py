@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from draw_exp.errors import check_choice, check_int_range
+from draw_exp.errors import check_choice, check_int_range, check_number
 
 LIKELIHOODS = ("bernoulli", "discretized_logistic")
 
@@ -68,6 +68,7 @@ class DiscretizedLogistic(nn.Module):
     def __init__(self, channels: int, bins: int = 256, init_scale: float = 0.1):
         super().__init__()
         self.bins = check_int_range("likelihood.bins", bins, 2)
+        check_number("likelihood.init_scale", init_scale, 0)
         self.log_scale = nn.Parameter(torch.full((channels, 1, 1), math.log(init_scale)))
 
     def nll(self, canvas_logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

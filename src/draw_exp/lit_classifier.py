@@ -63,8 +63,8 @@ class ClassifierModule(pl.LightningModule):
                 "betas": [float(b) for b in betas],
             }
         )
+        check_int_range("model.classes", classes, 2)
         self.model = AttentionClassifier(tuple(image_shape), T, lstm_size, attention.get("read_size"), classes)
-        check_int_range("classes", classes, 2)
         self.metrics = nn.ModuleDict()
         for stage in STAGES:
             self.metrics[f"{stage}_loss"] = MeanMetric()

@@ -57,6 +57,9 @@ def check_trainer(trainer: DictConfig) -> None:
                 "devices train with DDP; choose trainer=ddp (or trainer.devices=1)"
             )
     check_int_range("trainer.max_steps", trainer.get("max_steps", -1), -1)
+    for key in ("check_val_every_n_epoch", "log_every_n_steps"):  # Lightning takes 0 and negative values silently
+        if trainer.get(key) is not None:
+            check_int_range(f"trainer.{key}", trainer[key], 1)
     if trainer.get("max_epochs") is not None:
         check_int_range("trainer.max_epochs", trainer.max_epochs, -1)
     clip = trainer.get("gradient_clip_val")

@@ -111,8 +111,8 @@ class ImageDataModule(pl.LightningDataModule):
         self.batch_size = check_int_range("data.batch_size", batch_size, 1)
         self.num_workers = check_int_range("data.num_workers", num_workers, 0)
         self.binarize = check_choice("data.binarize", binarize, BINARIZE)
-        self.split_seed = split_seed
-        self.eval_seed = eval_seed
+        self.split_seed = check_int_range("data.split_seed", split_seed, 0)
+        self.eval_seed = check_int_range("data.eval_seed", eval_seed, 0)
         self.download = download
         self.pin_memory = pin_memory
         self.datasets: dict[str, ImageDataset] = {}

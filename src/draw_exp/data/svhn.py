@@ -14,7 +14,7 @@ from torchvision.datasets.utils import download_url
 
 from draw_exp.data.base import ImageDataModule
 from draw_exp.data.files import cache_path, load_or_build
-from draw_exp.errors import check_int_range
+from draw_exp.errors import check_int_range, check_number
 
 FORMAT1_URL = "http://ufldl.stanford.edu/housenumbers/"
 
@@ -157,7 +157,7 @@ class SVHNPaperDataModule(ImageDataModule):
         self.image_shape = (3, crop, crop)
         self.val_size = check_int_range("data.val_size", val_size, 1)  # the upper bound: when the file is read
         self.use_extra = use_extra
-        self.enlarge = enlarge
+        self.enlarge = check_number("data.enlarge", enlarge, 0, inclusive=True, why="0.3: the box 30% larger")
         self.cache_dir = cache_dir
 
     subfolder = "SVHN"
