@@ -60,32 +60,19 @@ def test_clutter_keeps_the_images_digit_whole_and_cuts_pieces_from_other_digits(
     assert int((bare[0, 0] > 0).sum()) == 28 * 28  # no distractors: the digit alone
 
 
+def two_digits(mnist_dir):
+    settings = {"val_size": 50, "train_images": 40, "val_images": 20, "test_images": 30, "binarize": "none"}
+    return TwoDigitMNISTDataModule(data_dir=str(mnist_dir), num_workers=0, download=False, **settings)
+
+
 def test_two_digit_module_composes_each_split_from_its_own_digits(mnist_dir):
-    dm = TwoDigitMNISTDataModule(
-        data_dir=str(mnist_dir),
-        val_size=50,
-        train_images=40,
-        val_images=20,
-        test_images=30,
-        binarize="none",
-        num_workers=0,
-        download=False,
-    )
+    dm = two_digits(mnist_dir)
     assert dm.image_shape == (1, 60, 60)
     dm.setup()
     assert [len(dm.datasets[s]) for s in ("train", "val", "test")] == [40, 20, 30]
     image, index = dm.datasets["test"][3]
     assert image.shape == (1, 60, 60) and index == 3
-    again = TwoDigitMNISTDataModule(
-        data_dir=str(mnist_dir),
-        val_size=50,
-        train_images=40,
-        val_images=20,
-        test_images=30,
-        binarize="none",
-        num_workers=0,
-        download=False,
-    )
+    again = two_digits(mnist_dir)
     again.setup()
     assert torch.equal(dm.datasets["test"].images, again.datasets["test"].images)  # a fixed test set
     assert not torch.equal(dm.datasets["train"].images[:20], dm.datasets["val"].images)

@@ -7,14 +7,7 @@ import torch
 
 from draw_exp.model.attention import AttentionParams, GaussianAttention, NoAttention, filterbank, glimpse, scatter
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    """Exact comparisons: these tests run in float64, and restore the default afterwards."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")  # exact comparisons (tests/model/conftest.py)
 
 
 def direct_filterbank(center, delta, sigma2, N, length):
