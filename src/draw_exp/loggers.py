@@ -18,15 +18,29 @@ def wandb_credentials_available() -> bool:
         return False
 
 
+def _quiet_wandb_logger_class():
+    from pytorch_lightning.loggers import WandbLogger
+
+    class QuietWandbLogger(WandbLogger):
+        """Lightning's WandbLogger, less the ``anonymous=None`` it always passes to ``wandb.init``: W&B has dropped
+        that setting and warns about it on every run ("The anonymous setting has no effect"), a line the user cannot
+        act on."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            if self._wandb_init.get("anonymous") is None:
+                self._wandb_init.pop("anonymous", None)
+
+    return QuietWandbLogger
+
+
 def wandb_logger(offline: bool | None = None, **kwargs):
     """A Lightning ``WandbLogger``; ``offline=None`` means offline exactly when no credentials are found.
 
     An offline run is kept under ``save_dir/wandb/`` and can be uploaded later with ``wandb sync``.
     """
-    from pytorch_lightning.loggers import WandbLogger  # wandb is imported only when this logger is chosen
-
     if kwargs.get("id"):
         kwargs.setdefault("resume", "allow")  # continue that run (a resumed checkpoint names it)
     if offline is None:
         offline = os.environ.get("WANDB_MODE") in ("offline", "disabled") or not wandb_credentials_available()
-    return WandbLogger(offline=offline, **kwargs)
+    return _quiet_wandb_logger_class()(offline=offline, **kwargs)  # wandb is imported only when it is chosen
