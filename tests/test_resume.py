@@ -114,3 +114,28 @@ def test_a_truncated_checkpoint_is_refused_by_name_before_training(data_dir, tmp
     assert result.returncode != 0
     assert f"ckpt_path='{path}'" in result.stderr and "truncated or corrupt" in result.stderr
     assert not (tmp_path / "again" / "checkpoints").exists()  # no work started
+
+
+def test_a_run_killed_before_an_epochs_validation_validates_that_epoch_when_resumed(data_dir, tmp_path):
+    """Step 6 ends epoch 0 and is a periodic-checkpoint step; a kill as epoch 0's validation starts must not lose
+    that validation: the resumed run validates epoch 0 (and so can keep its best checkpoint) before epoch 1."""
+    import csv
+
+    run_dir = tmp_path / "killed_in_validation"
+    killer = {"PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "scripts"), os.environ.get("PYTHONPATH", "")])}
+    killed = train(
+        run_dir,
+        "logger=csv",
+        "+callbacks.kill._target_=killer.KillAtValidation",
+        "+callbacks.kill.epoch=0",
+        data_dir=data_dir,
+        env=killer,
+    )
+    assert killed.returncode == -signal.SIGKILL
+    resumed = train(run_dir, "logger=csv", "ckpt_path=last", data_dir=data_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    validated = set()
+    for metrics in (run_dir / "csv").glob("version_*/metrics.csv"):
+        validated |= {int(row["epoch"]) for row in csv.DictReader(metrics.open()) if row.get("val/nll_bound")}
+    assert validated == {0, 1}
+    assert last_ckpt(run_dir)["global_step"] == TOTAL

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
@@ -102,6 +103,20 @@ class GlimpsePictures(pl.Callback):
         send_pictures(
             trainer, glimpse_trajectories(pl_module.model, *self.val_batch, pictures_folder(trainer), self.scale)
         )
+
+
+class PeriodicCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` every ``every_n_train_steps`` optimiser steps, except at an epoch's last batch.
+
+    A checkpoint saved there holds an epoch whose training is done but whose validation has not run; a run killed
+    during that validation and resumed from it would go on to the next epoch, and that epoch's validation (and its
+    best checkpoint) would be lost. Skipping that one save, the resume starts from the save before it and validates
+    the epoch; the end-of-validation save (``checkpoint``'s ``save_last``) writes ``last.ckpt`` right after."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx + 1 >= trainer.num_training_batches:
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
 
 class ElapsedTime(pl.Callback):
