@@ -1,5 +1,5 @@
 """The LightningModule of the paper's attention classifier (cluttered MNIST, Table 1): cross-entropy, accuracy and
-error through torchmetrics, Adam."""
+error through torchmetrics, Adam (draw_exp.optim, as DrawModule's)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from draw_exp.errors import ConfigError, check_adam, check_int_range
+from draw_exp.errors import ConfigError, check_int_range
 from draw_exp.model.classifier import AttentionClassifier, ClassifierOutput
+from draw_exp.optim import adam, check_optimiser
 
 STAGES = ("train", "val", "test")
 CHECKPOINT_KIND = "classifier"  # checkpoint["module"]: evaluate.py and sample.py rebuild this module from it
@@ -41,11 +42,13 @@ class ClassifierModule(pl.LightningModule):
         lstm_size: int = 256,
         attention: Mapping | None = None,
         classes: int = 10,
-        lr: float = 1e-3,
+        lr: float = 3e-4,
         betas: tuple[float, float] = (0.9, 0.999),
+        lr_warmup_steps: int = 0,
+        lr_half_life_steps: int | None = None,
     ):
         super().__init__()
-        check_adam(lr, betas)
+        check_optimiser(lr, betas, lr_warmup_steps, lr_half_life_steps)
         attention = dict(attention or {"type": "gaussian", "read_size": 12})
         if attention.get("type") != "gaussian":
             raise ConfigError(
@@ -61,6 +64,8 @@ class ClassifierModule(pl.LightningModule):
                 "classes": classes,
                 "lr": float(lr),
                 "betas": [float(b) for b in betas],
+                "lr_warmup_steps": lr_warmup_steps,
+                "lr_half_life_steps": lr_half_life_steps,
             }
         )
         check_int_range("model.classes", classes, 2)
@@ -104,7 +109,8 @@ class ClassifierModule(pl.LightningModule):
         self.step(batch, "test")
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, betas=tuple(self.hparams.betas))
+        h = self.hparams
+        return adam(self.parameters(), h.lr, h.betas, h.lr_warmup_steps, h.lr_half_life_steps)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["module"] = CHECKPOINT_KIND

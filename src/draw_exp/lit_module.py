@@ -12,9 +12,10 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from draw_exp.data import unpack_batch
-from draw_exp.errors import check_adam, check_choice, check_int_range
+from draw_exp.errors import check_choice, check_int_range
 from draw_exp.likelihoods import build_likelihood
 from draw_exp.model import DRAW, DrawOutput
+from draw_exp.optim import adam, check_optimiser, lr_factor
 
 STAGES = ("train", "val", "test")
 TERMS = ("recon", "kl", "loss")
@@ -58,13 +59,10 @@ class DrawModule(pl.LightningModule):
         compile: str | None = None,
     ):
         super().__init__()
-        check_adam(lr, betas)
+        check_optimiser(lr, betas, lr_warmup_steps, lr_half_life_steps)
         check_int_range("model.eval_noise_seed", eval_noise_seed, 0)
         check_choice("model.nonfinite", nonfinite, NONFINITE)
         check_int_range("model.max_skipped_batches", max_skipped_batches, 0)
-        check_int_range("model.lr_warmup_steps", lr_warmup_steps, 0)
-        if lr_half_life_steps is not None:
-            check_int_range("model.lr_half_life_steps", lr_half_life_steps, 1)
         if compile is not None:  # checkpoints written before model.engine existed name their engine this way
             engine = ENGINE_OF_OLD_COMPILE.get(compile, compile)
         attention = dict(attention or {"type": "gaussian", "read_size": 2, "write_size": 5})
@@ -200,16 +198,9 @@ class DrawModule(pl.LightningModule):
         self.evaluation_step(batch, "test")
 
     def lr_factor(self, step: int) -> float:
-        """The learning rate at optimiser step ``step`` over ``model.lr``: a linear warm-up over
-        ``lr_warmup_steps``, then halved every ``lr_half_life_steps`` (a function of the step alone, so a run
-        stopped by time or resumed with other limits follows the same schedule)."""
-        warmup, half_life = self.hparams.lr_warmup_steps, self.hparams.lr_half_life_steps
-        factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
-        return factor * (0.5 ** (step / half_life) if half_life else 1.0)
+        """The learning rate at optimiser step ``step`` over ``model.lr`` (see :func:`draw_exp.optim.lr_factor`)."""
+        return lr_factor(step, self.hparams.lr_warmup_steps, self.hparams.lr_half_life_steps)
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, betas=tuple(self.hparams.betas))
-        if not (self.hparams.lr_warmup_steps or self.hparams.lr_half_life_steps):
-            return optimizer
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        h = self.hparams
+        return adam(self.parameters(), h.lr, h.betas, h.lr_warmup_steps, h.lr_half_life_steps)

@@ -1,0 +1,34 @@
+"""The optimiser of both LightningModules: Adam with an optional linear warm-up and exponential decay of its rate."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from draw_exp.errors import check_adam, check_int_range
+
+
+def check_optimiser(lr, betas, lr_warmup_steps: int, lr_half_life_steps: int | None) -> None:
+    check_adam(lr, betas)
+    check_int_range("model.lr_warmup_steps", lr_warmup_steps, 0)
+    if lr_half_life_steps is not None:
+        check_int_range("model.lr_half_life_steps", lr_half_life_steps, 1)
+
+
+def lr_factor(step: int, warmup: int, half_life: int | None) -> float:
+    """The learning rate at optimiser step ``step`` over ``model.lr``: a linear warm-up over ``warmup`` steps, then
+    halved every ``half_life`` steps (a function of the step alone, so a run stopped by time or resumed with other
+    limits follows the same schedule)."""
+    factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
+    return factor * (0.5 ** (step / half_life) if half_life else 1.0)
+
+
+def adam(parameters, lr: float, betas, lr_warmup_steps: int, lr_half_life_steps: int | None):
+    """What ``configure_optimizers`` returns: Adam, and its schedule stepped every optimiser step when there is one."""
+    optimizer = torch.optim.Adam(parameters, lr=lr, betas=tuple(betas))
+    if not (lr_warmup_steps or lr_half_life_steps):
+        return optimizer
+    factor = functools.partial(lr_factor, warmup=lr_warmup_steps, half_life=lr_half_life_steps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
