@@ -15,10 +15,21 @@ def test_validation_curve_reads_every_version_in_order_and_the_plot_is_written(t
     write_metrics(run / "csv" / "version_1", [(1, 199, "", 120.0, 130.5)])  # the resumed part
     write_metrics(run / "csv" / "version_10", [(2, 299, "", 110.0, "")])  # sorted by number, not as text
     rows = validation_curve(run)
-    assert [(r["step"], r["epoch"], r["nll_bound"], r["elapsed_s"]) for r in rows] == [
+    assert [(r["step"], r["epoch"], r["value"], r["elapsed_s"]) for r in rows] == [
         (100, 1, 150.0, 60.0),
         (200, 2, 120.0, 130.5),
         (300, 3, 110.0, None),
     ]
     out = plot({"run": rows}, tmp_path / "curves.png", steps_per_epoch=100, reference={"paper": 80.97})
     assert out.stat().st_size > 10_000
+
+
+def test_another_metric_is_read_by_name(tmp_path):
+    run = tmp_path / "classifier"
+    (run / "csv" / "version_0").mkdir(parents=True)
+    (run / "csv" / "version_0" / "metrics.csv").write_text(
+        "epoch,step,val/error,val/nll_bound,time/elapsed_s\n0,549,81.8,,44.0\n1,1099,,,\n1,1099,75.2,,85.3\n"
+    )
+    rows = validation_curve(run, metric="val/error")
+    assert [(r["epoch"], r["value"], r["elapsed_s"]) for r in rows] == [(1, 81.8, 44.0), (2, 75.2, 85.3)]
+    assert validation_curve(run) == []  # no val/nll_bound in a classifier's log

@@ -1,9 +1,10 @@
-"""Learning curves of runs from their CSV logs: the validation bound against epochs and against wall time.
+"""Learning curves of runs from their CSV logs: a validation metric against epochs and against wall time.
 
-    python -m draw_exp.curves OUT.png RUN_FOLDER[=LABEL] ... [--steps-per-epoch N]
+    python -m draw_exp.curves OUT.png RUN_FOLDER[=LABEL] ... [--steps-per-epoch N] [--metric val/error]
 
 Reads ``<run folder>/csv/version_*/metrics.csv`` (``logger=csv``), where ``time/elapsed_s`` is logged beside
-each ``val/nll_bound`` (callbacks.elapsed_time).
+each validation metric (callbacks.elapsed_time). The metric is ``val/nll_bound`` (DRAW, with the paper's 80.97
+nats drawn) unless ``--metric`` names another, e.g. ``val/error`` for the classifier.
 """
 
 from __future__ import annotations
@@ -13,21 +14,21 @@ import sys
 from pathlib import Path
 
 
-def validation_curve(run_folder: str | Path) -> list[dict[str, float]]:
-    """One row per validation: ``step``, ``epoch``, ``nll_bound`` and, where logged, ``elapsed_s``; resumed runs'
-    files (version_0, version_1, ...) are read in order."""
+def validation_curve(run_folder: str | Path, metric: str = "val/nll_bound") -> list[dict[str, float]]:
+    """One row per validation: ``step``, ``epoch``, ``value`` (of ``metric``) and, where logged, ``elapsed_s``;
+    resumed runs' files (version_0, version_1, ...) are read in order."""
     rows = []
     files = sorted(Path(run_folder).glob("csv/version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))
     if not files:
         raise FileNotFoundError(f"{run_folder}: no csv/version_*/metrics.csv (was the run's logger=csv?)")
     for path in files:
         for row in csv.DictReader(path.open()):
-            if row.get("val/nll_bound"):
+            if row.get(metric):
                 rows.append(
                     {
                         "step": int(row["step"]) + 1,
                         "epoch": int(row["epoch"]) + 1,
-                        "nll_bound": float(row["val/nll_bound"]),
+                        "value": float(row[metric]),
                         "elapsed_s": float(row["time/elapsed_s"]) if row.get("time/elapsed_s") else None,
                     }
                 )
@@ -39,9 +40,10 @@ def plot(
     out: str | Path,
     steps_per_epoch: int | None = None,
     reference: dict[str, float] | None = None,
+    ylabel: str = "validation NLL bound (nats per image)",
 ) -> Path:
-    """Two panels, the validation bound (nats) against epochs (or steps / steps_per_epoch) and against wall time
-    (hours); ``reference``: horizontal lines, e.g. the paper's figures."""
+    """Two panels, a validation metric against epochs (or steps / steps_per_epoch) and against wall time (hours);
+    ``reference``: horizontal lines, e.g. the paper's figures."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,10 +52,10 @@ def plot(
     fig, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for label, rows in curves.items():
         x = [r["step"] / steps_per_epoch for r in rows] if steps_per_epoch else [r["epoch"] for r in rows]
-        by_epoch.plot(x, [r["nll_bound"] for r in rows], label=label)
+        by_epoch.plot(x, [r["value"] for r in rows], label=label)
         timed = [r for r in rows if r["elapsed_s"] is not None]
         if timed:
-            by_time.plot([r["elapsed_s"] / 3600 for r in timed], [r["nll_bound"] for r in timed], label=label)
+            by_time.plot([r["elapsed_s"] / 3600 for r in timed], [r["value"] for r in timed], label=label)
     for name, value in (reference or {}).items():
         for ax in (by_epoch, by_time):
             ax.axhline(value, color="grey", linestyle="--", linewidth=1)
@@ -68,7 +70,7 @@ def plot(
         )
     by_epoch.set_xlabel("epochs")
     by_time.set_xlabel("wall time (hours)")
-    by_epoch.set_ylabel("validation NLL bound (nats per image)")
+    by_epoch.set_ylabel(ylabel)
     for ax in (by_epoch, by_time):
         ax.grid(alpha=0.3)
     by_epoch.legend()
@@ -81,18 +83,24 @@ def plot(
 def main(argv: list[str]) -> None:
     """``--steps-per-epoch N`` puts validations at step / N on the epoch axis (a run stopped mid-epoch and
     resumed counts its epochs from the stop)."""
-    steps_per_epoch = None
-    if "--steps-per-epoch" in argv:
-        i = argv.index("--steps-per-epoch")
-        steps_per_epoch = int(argv[i + 1])
-        argv = argv[:i] + argv[i + 2 :]
+    options = {"--steps-per-epoch": None, "--metric": "val/nll_bound"}
+    for option in options:
+        if option in argv:
+            i = argv.index(option)
+            options[option] = argv[i + 1]
+            argv = argv[:i] + argv[i + 2 :]
     if len(argv) < 2:
         raise SystemExit(__doc__)
+    metric, steps_per_epoch = options["--metric"], options["--steps-per-epoch"]
     curves = {}
     for spec in argv[1:]:
         folder, _, label = spec.partition("=")
-        curves[label or Path(folder).name] = validation_curve(folder)
-    print(plot(curves, argv[0], steps_per_epoch, reference={"paper, attention: 80.97": 80.97}))
+        curves[label or Path(folder).name] = validation_curve(folder, metric)
+    if metric == "val/nll_bound":
+        reference, ylabel = {"paper, attention: 80.97": 80.97}, "validation NLL bound (nats per image)"
+    else:
+        reference, ylabel = {}, metric
+    print(plot(curves, argv[0], steps_per_epoch and int(steps_per_epoch), reference, ylabel))
 
 
 if __name__ == "__main__":
