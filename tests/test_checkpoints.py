@@ -114,6 +114,20 @@ def test_a_slim_copy_keeps_the_model_and_its_data_settings_only(tmp_path):
         assert torch.equal(restored.state_dict()[name], tensor), name
 
 
+def test_a_slim_copy_of_a_classifier_is_still_a_classifier(tmp_path):
+    from draw_exp.checkpoint_tasks import load_checkpoint
+    from draw_exp.checkpoints import slim_checkpoint
+    from draw_exp.lit_classifier import ClassifierModule
+
+    module = ClassifierModule(image_shape=(1, 12, 12), T=2, lstm_size=8, attention={"type": "gaussian", "read_size": 3})
+    full = {"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict(), "optimizer_states": []}
+    module.on_save_checkpoint(full)  # as Lightning calls it: the checkpoint says which module wrote it
+    torch.save(full, tmp_path / "full.ckpt")
+    slim_checkpoint(tmp_path / "full.ckpt", tmp_path / "slim.ckpt")
+    restored, _ = load_checkpoint(str(tmp_path / "slim.ckpt"), "cpu")
+    assert isinstance(restored, ClassifierModule) and restored.model.T == 2
+
+
 def test_the_shipped_checkpoint_of_the_old_layout_loads_and_every_engine_agrees_on_it():
     """docs/checkpoints/mnist_gaussian_cpu.ckpt was written before the model core moved to draw.py and engines/:
     it loads strictly (every parameter name unchanged) and the textbook loop and the engines give it one bound."""

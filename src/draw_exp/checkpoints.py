@@ -78,7 +78,8 @@ def read_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
         ) from err
 
 
-SHARED_KEYS = ("hyper_parameters", "state_dict", "datamodule_hyper_parameters", "global_step", "epoch")
+# "module": which LightningModule wrote it (the classifier says so; DRAW's checkpoints have no such key)
+SHARED_KEYS = ("hyper_parameters", "state_dict", "datamodule_hyper_parameters", "global_step", "epoch", "module")
 
 
 def slim_checkpoint(source: str | Path, target: str | Path, data_dir: str = "data") -> Path:
