@@ -76,9 +76,9 @@ class DiscretizedLogistic(nn.Module):
         return -log_prob.flatten(1).sum(1)
 
 
-def build_likelihood(type: str, image_shape, bins: int = 256, init_scale: float = 0.1) -> nn.Module:
-    """By name, as in the ``likelihood`` config group; ``bins`` and ``init_scale`` apply to the logistic only."""
-    check_choice("likelihood.type", type, LIKELIHOODS)
-    if type == "bernoulli":
+def build_likelihood(likelihood_type: str, image_shape, bins: int = 256, init_scale: float = 0.1) -> nn.Module:
+    """By name (``likelihood.type`` of the config group); ``bins`` and ``init_scale`` apply to the logistic only."""
+    check_choice("likelihood.type", likelihood_type, LIKELIHOODS)
+    if likelihood_type == "bernoulli":
         return Bernoulli()
     return DiscretizedLogistic(image_shape[0], bins, init_scale)

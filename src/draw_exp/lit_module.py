@@ -56,7 +56,7 @@ class DrawModule(pl.LightningModule):
         max_skipped_batches: int = 20,
         lr_warmup_steps: int = 0,
         lr_half_life_steps: int | None = None,
-        compile: str | None = None,
+        compile: str | None = None,  # noqa: A002 (the hyperparameter's name in old checkpoints)
     ):
         super().__init__()
         check_optimiser(lr, betas, lr_warmup_steps, lr_half_life_steps)

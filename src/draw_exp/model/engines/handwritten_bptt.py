@@ -198,7 +198,7 @@ class RecurrenceKernels:
     runs as one kernel, forward and backward.
     """
 
-    def __init__(self, attention: BatchLastAttention, compile: bool = False):
+    def __init__(self, attention: BatchLastAttention, compiled: bool = False):
         self.attention = attention
         kernels = {
             "step": self._step,
@@ -210,7 +210,7 @@ class RecurrenceKernels:
             "read_write_backward": self._read_write_backward,
         }
         for name, fn in kernels.items():
-            setattr(self, name, torch.compile(fn, dynamic=False, options=COMPILE_OPTIONS) if compile else fn)
+            setattr(self, name, torch.compile(fn, dynamic=False, options=COMPILE_OPTIONS) if compiled else fn)
 
     def _step(
         self,
@@ -428,7 +428,7 @@ def forward(
     kernels = model.engine_cache.get("kernels")
     if kernels is None:
         kernels = model.engine_cache["kernels"] = RecurrenceKernels(
-            batch_last_attention(model.attention), compile=model.engine_compiled
+            batch_last_attention(model.attention), compiled=model.engine_compiled
         )
     fused = fused_loop.fused_weights(model, kernels.attention, x)
     weights = Weights(
