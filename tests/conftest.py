@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -193,3 +194,12 @@ def write_cifar10(root: Path, per_batch: int = 12, n_test: int = 10, seed: int =
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, f)
     return written
+
+
+@pytest.fixture
+def float64():
+    """Exact comparisons: the test runs in float64, and the default dtype is restored afterwards."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)

@@ -7,7 +7,7 @@ import torch
 
 from draw_exp.model.attention import AttentionParams, GaussianAttention, NoAttention, filterbank, glimpse, scatter
 
-pytestmark = pytest.mark.usefixtures("float64")  # exact comparisons (tests/model/conftest.py)
+pytestmark = pytest.mark.usefixtures("float64")  # exact comparisons (tests/conftest.py)
 
 
 def direct_filterbank(center, delta, sigma2, N, length):

@@ -6,7 +6,7 @@ import torch
 from draw_exp.model.attention import GaussianAttention, NoAttention, filterbank
 from draw_exp.model.engines.handwritten_bptt import batch_last_attention, filterbank_batch_last
 
-pytestmark = pytest.mark.usefixtures("float64")  # exact comparisons (tests/model/conftest.py)
+pytestmark = pytest.mark.usefixtures("float64")  # exact comparisons (tests/conftest.py)
 
 
 @pytest.mark.parametrize("N,length", [(1, 7), (2, 28), (5, 20), (12, 32)])
