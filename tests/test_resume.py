@@ -1,5 +1,6 @@
 """`ckpt_path=last` after a crash: model, optimiser, epoch, step, RNG and the W&B run all continue."""
 
+import csv
 import os
 import signal
 
@@ -18,6 +19,8 @@ RUN = [
     "trainer.limit_test_batches=1",
 ]
 INTERVAL, KILL_AT, TOTAL = 2, 9, 12
+# tests/scripts/killer.py's callbacks, importable by the runs
+KILLER = {"PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "scripts"), os.environ.get("PYTHONPATH", "")])}
 
 
 def last_ckpt(run_dir):
@@ -51,14 +54,13 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_step_count(data_dir, tmp_pat
     assert whole.returncode == 0, whole.stderr[-3000:]
 
     run_dir = tmp_path / "crashed"
-    killer = {"PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "scripts"), os.environ.get("PYTHONPATH", "")])}
     killed = train(
         run_dir,
         "logger=wandb",
         "+callbacks.kill._target_=killer.KillAtStep",
         f"+callbacks.kill.step={KILL_AT}",
         data_dir=data_dir,
-        env=killer,
+        env=KILLER,
     )
     assert killed.returncode == -signal.SIGKILL
     at_kill = last_ckpt(run_dir)
@@ -119,17 +121,14 @@ def test_a_truncated_checkpoint_is_refused_by_name_before_training(data_dir, tmp
 def test_a_run_killed_before_an_epochs_validation_validates_that_epoch_when_resumed(data_dir, tmp_path):
     """Step 6 ends epoch 0 and is a periodic-checkpoint step; a kill as epoch 0's validation starts must not lose
     that validation: the resumed run validates epoch 0 (and so can keep its best checkpoint) before epoch 1."""
-    import csv
-
     run_dir = tmp_path / "killed_in_validation"
-    killer = {"PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "scripts"), os.environ.get("PYTHONPATH", "")])}
     killed = train(
         run_dir,
         "logger=csv",
         "+callbacks.kill._target_=killer.KillAtValidation",
         "+callbacks.kill.epoch=0",
         data_dir=data_dir,
-        env=killer,
+        env=KILLER,
     )
     assert killed.returncode == -signal.SIGKILL
     resumed = train(run_dir, "logger=csv", "ckpt_path=last", data_dir=data_dir)
