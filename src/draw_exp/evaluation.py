@@ -106,12 +106,13 @@ def evaluate_classifier(module, loader, device: str | torch.device = "cpu") -> d
         labels = labels.to(device)
         wrong.append((logits.argmax(1) != labels).double().cpu())
         losses.append(torch.nn.functional.cross_entropy(logits, labels, reduction="none").double().cpu())
-    error, stderr = summarise(100 * torch.cat(wrong))
+    wrong = torch.cat(wrong)
+    error, stderr = summarise(100 * wrong)
     return {
         "error": error,
         "stderr": stderr,
         "loss": torch.cat(losses).mean().item(),
-        "images": len(torch.cat(wrong)),
+        "images": len(wrong),
         "seconds": round(time.perf_counter() - start, 3),
     }
 

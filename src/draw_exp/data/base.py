@@ -181,9 +181,15 @@ class ImageDataModule(pl.LightningDataModule):
         self.datasets = {
             "train": ImageDataset(splits["train"], self.binarize, crop=self.crop, random_crop=True),
             # Evaluation sets are binarised once, so every epoch and every run scores the same images.
-            "val": ImageDataset(splits["val"], self.binarize, fixed_seed=self.eval_seed, crop=self.crop),
-            "test": ImageDataset(splits["test"], self.binarize, fixed_seed=self.eval_seed + 1, crop=self.crop),
+            "val": ImageDataset(splits["val"], self.binarize, fixed_seed=self.binarisation_seed("val"), crop=self.crop),
+            "test": ImageDataset(
+                splits["test"], self.binarize, fixed_seed=self.binarisation_seed("test"), crop=self.crop
+            ),
         }
+
+    def binarisation_seed(self, split: str) -> int | None:
+        """The seed of ``split``'s one-off binarisation: evaluation sets are binarised once, training never."""
+        return {"val": self.eval_seed, "test": self.eval_seed + 1}.get(split)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset, sampler = self.datasets[split], None

@@ -14,6 +14,11 @@ from draw_exp.errors import check_int_range
 SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}  # one random stream per split: the test set never moves
 
 
+def composition_rng(split_seed: int, split: str) -> np.random.Generator:
+    """The random stream that composes ``split``: its own for each split, so the test set never moves."""
+    return np.random.default_rng([split_seed, SPLIT_STREAMS[split]])
+
+
 def paste_max(canvas: np.ndarray, patches: np.ndarray, tops: np.ndarray, lefts: np.ndarray) -> None:
     """Paste ``patches[i]`` ``[h, w]`` into ``canvas[i]`` at (``tops[i]``, ``lefts[i]``), in place, keeping the
     brighter pixel where strokes overlap (a digit drawn over another is not brighter than white)."""
@@ -65,7 +70,7 @@ class TwoDigitMNISTDataModule(MNISTDataModule):
                 self.counts[split],
                 2,
                 self.side,
-                np.random.default_rng([self.split_seed, SPLIT_STREAMS[split]]),
+                composition_rng(self.split_seed, split),
             )
             for split in SPLIT_STREAMS
         }
@@ -110,7 +115,6 @@ class ClutteredMNISTDataModule(MNISTDataModule):
         if self.datasets:
             return
         digits, labels = self.load_labelled_splits()
-        eval_seeds = {"val": self.eval_seed, "test": self.eval_seed + 1}  # as ImageDataModule.setup binarises
         self.datasets = {
             split: LabelledImageDataset(
                 clutter(
@@ -118,11 +122,11 @@ class ClutteredMNISTDataModule(MNISTDataModule):
                     self.side,
                     self.distractors,
                     self.patch,
-                    np.random.default_rng([self.split_seed, SPLIT_STREAMS[split]]),
+                    composition_rng(self.split_seed, split),
                 ),
                 labels[split],
                 binarize=self.binarize,
-                fixed_seed=eval_seeds.get(split),
+                fixed_seed=self.binarisation_seed(split),
             )
             for split in SPLIT_STREAMS
         }
