@@ -97,6 +97,7 @@ HYDRA_TARGET = "Hydra's own: the class a group option instantiates"
 # key: why any value is accepted.
 ACCEPTED = {
     "ckpt_path": "a path, or last: checked before any work by train() (a missing or damaged file is named)",
+    "init_from": "a path: checked before any work by train() (a missing or damaged file, or another size, is named)",
     "paths.data_dir": PATH,
     "paths.output_dir": PATH,
     "paths.output_root": PATH,

@@ -8,6 +8,8 @@ import pytest
 import torch
 from conftest import ROOT, run_train, tiny_without, write_mnist
 
+from draw_exp.checkpoints import slim_checkpoint
+
 pytestmark = pytest.mark.slow  # runs train.py, evaluate.py or sample.py as the user does
 
 # 150 training images in batches of 25: 6 steps an epoch, 12 in all; last.ckpt every 2 steps.
@@ -138,3 +140,43 @@ def test_a_run_killed_before_an_epochs_validation_validates_that_epoch_when_resu
         validated |= {int(row["epoch"]) for row in csv.DictReader(metrics.open()) if row.get("val/nll_bound")}
     assert validated == {0, 1}
     assert last_ckpt(run_dir)["global_step"] == TOTAL
+
+
+def test_init_from_starts_a_new_run_from_a_slim_checkpoints_weights(data_dir, tmp_path):
+    """init_from: the weights of a checkpoint (a slim, shared one too), at step 0 with a fresh optimiser."""
+    first = train(tmp_path / "first", "logger=csv", data_dir=data_dir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    slim = slim_checkpoint(tmp_path / "first" / "checkpoints" / "last.ckpt", tmp_path / "shared.ckpt")
+    # one step at a negligible rate: the new run's weights must be the slim checkpoint's
+    second = train(
+        tmp_path / "second",
+        "logger=csv",
+        f"init_from={slim}",
+        "trainer.max_steps=1",
+        "model.lr=1e-12",
+        data_dir=data_dir,
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    started, continued = last_ckpt(tmp_path / "second"), torch.load(slim, weights_only=True)
+    assert started["global_step"] == 1  # counted from 0, not from the first run's 12
+    assert torch.allclose(weights(started), weights(continued), atol=1e-6)
+    fresh = train(tmp_path / "fresh", "logger=csv", "trainer.max_steps=1", "model.lr=1e-12", data_dir=data_dir)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert not torch.allclose(weights(last_ckpt(tmp_path / "fresh")), weights(continued), atol=1e-3)
+
+
+def test_init_from_a_missing_or_other_size_checkpoint_is_refused_by_name_before_any_work(data_dir, tmp_path):
+    missing = train(tmp_path / "a", "logger=csv", f"init_from={tmp_path / 'nope.ckpt'}", data_dir=data_dir)
+    assert missing.returncode != 0 and f"init_from='{tmp_path / 'nope.ckpt'}': no such checkpoint" in missing.stderr
+    assert not (tmp_path / "a" / "checkpoints").exists()
+    first = train(tmp_path / "b", "logger=csv", "trainer.max_steps=1", data_dir=data_dir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    other = train(
+        tmp_path / "c",
+        "logger=csv",
+        f"init_from={tmp_path / 'b' / 'checkpoints' / 'last.ckpt'}",
+        "lstm_size=8",
+        data_dir=data_dir,
+    )
+    assert other.returncode != 0 and "lstm_size=16 in the checkpoint, 8 configured" in other.stderr
+    assert not (tmp_path / "c" / "checkpoints").exists()

@@ -46,6 +46,32 @@ def remove_stale_temporary_files(folder: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
+def initial_weights(cfg: DictConfig) -> dict | None:
+    """The weights ``init_from`` names (any draw-exp checkpoint, slim ones included), read and checked against the
+    configured model's size before any work. The run starts from them at step 0 with a fresh optimiser: unlike
+    ``ckpt_path``, which continues a run. A resume (``ckpt_path`` set too) restores its own weights instead."""
+    path = cfg.get("init_from")
+    if path is None or cfg.get("ckpt_path") is not None:
+        return None
+    checkpoint = read_checkpoint(path, key="init_from")
+    if "state_dict" not in checkpoint:
+        raise CheckpointError(f"init_from={str(path)!r}: this file holds no model weights (no 'state_dict')")
+    check_same_model(cfg, checkpoint, str(path), key="init_from")
+    return checkpoint["state_dict"]
+
+
+def load_initial_weights(module: pl.LightningModule, weights: dict, path: str) -> None:
+    """Every parameter of ``module`` from ``weights``, or a one-line error naming what does not fit."""
+    try:
+        module.load_state_dict(weights, strict=True)
+    except RuntimeError as err:  # another data set's image shape or likelihood: a list of tensor names and shapes
+        raise CheckpointError(
+            f"init_from={path!r} does not fit the configured model (another data set, likelihood or model?): "
+            + str(err).splitlines()[1].strip()
+        ) from None
+    log.info("starting from the weights of %s (step 0, a fresh optimiser)", path)
+
+
 def check_trainer(trainer: DictConfig) -> None:
     """The trainer keys Lightning would accept silently, or reject with a message that does not name the key."""
     devices, strategy = trainer.get("devices"), str(trainer.get("strategy"))
@@ -69,8 +95,9 @@ def check_trainer(trainer: DictConfig) -> None:
         )
 
 
-def check_same_model(cfg: DictConfig, checkpoint: dict, path: str) -> None:
-    """A resumed checkpoint must be of the configured model's size: name both sizes, not a tensor-shape dump."""
+def check_same_model(cfg: DictConfig, checkpoint: dict, path: str, key: str = "ckpt_path") -> None:
+    """A resumed (or ``init_from``) checkpoint must be of the configured model's size: name both sizes, not a
+    tensor-shape dump."""
     saved = checkpoint.get("hyper_parameters") or {}
     configured = {
         "T": cfg.T,
@@ -85,9 +112,9 @@ def check_same_model(cfg: DictConfig, checkpoint: dict, path: str) -> None:
     differ = [k for k in configured if k in trained and trained[k] != configured[k]]
     if differ:
         raise ConfigError(
-            f"ckpt_path={path!r} holds a model of another size: "
+            f"{key}={path!r} holds a model of another size: "
             + ", ".join(f"{k}={trained[k]!r} in the checkpoint, {configured[k]!r} configured" for k in differ)
-            + ". Resume with the checkpoint's settings (e.g. the same experiment= preset)."
+            + ". Use the checkpoint's settings (e.g. the same experiment= preset)."
         )
 
 
@@ -180,12 +207,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ckpt_path, checkpoint = resume_checkpoint(cfg)
     if checkpoint is not None:
         check_same_model(cfg, checkpoint, ckpt_path)
+    weights = initial_weights(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     launch_ddp_ranks_with_job_overrides()
     with one_job_of_ddp():
         datamodule, module, trainer = build(cfg, checkpoint)
         if trainer.local_rank == 0:  # the data's files before any logger run starts (Lightning's call is then a no-op)
             datamodule.prepare_data()
+        if weights is not None:
+            load_initial_weights(module, weights, cfg.init_from)
         log_run_settings(cfg, datamodule, trainer)
         # weights_only: a checkpoint is data, never code (see README, "What a checkpoint may contain").
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
