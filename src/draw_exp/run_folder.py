@@ -29,6 +29,8 @@ def unique_folder(base: str) -> str:
 
 
 def register_resolvers() -> None:
-    """``${unique_folder:...}`` for the configs' ``hydra.run.dir``."""
+    """``${unique_folder:...}`` for the configs' ``hydra.run.dir`` and ``hydra.sweep.dir``. Cached in the config
+    like Hydra's ``${now:...}``: Hydra copies that cache into each job's config of a multirun, and the submitit
+    launcher pickles it along to its processes, so every job of one multirun lands in the folder it claimed."""
     if not OmegaConf.has_resolver("unique_folder"):
-        OmegaConf.register_new_resolver("unique_folder", unique_folder)
+        OmegaConf.register_new_resolver("unique_folder", unique_folder, use_cache=True)
