@@ -180,3 +180,24 @@ def test_init_from_a_missing_or_other_size_checkpoint_is_refused_by_name_before_
     )
     assert other.returncode != 0 and "lstm_size=16 in the checkpoint, 8 configured" in other.stderr
     assert not (tmp_path / "c" / "checkpoints").exists()
+
+
+def test_a_run_killed_in_its_first_save_and_started_again_in_its_folder_leaves_no_temporary_file(data_dir, tmp_path):
+    """Killed half-way through writing its first checkpoint, a run has no last.ckpt to resume: started again in
+    the same folder, it removes the half-written temporary file (the folder is its own) and trains to the end."""
+    run_dir = tmp_path / "killed_in_save"
+    killed = train(
+        run_dir,
+        "logger=csv",
+        "+callbacks.kill._target_=killer.KillDuringSave",
+        "+callbacks.kill.save=1",
+        data_dir=data_dir,
+        env=KILLER,
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert not (run_dir / "checkpoints" / "last.ckpt").exists()
+    assert len(list(run_dir.glob("checkpoints/.last.ckpt.*.tmp"))) == 1  # half a checkpoint, never renamed
+    again = train(run_dir, "logger=csv", data_dir=data_dir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert not list(run_dir.glob("checkpoints/.*.tmp"))
+    assert last_ckpt(run_dir)["global_step"] == TOTAL

@@ -39,8 +39,9 @@ def resume_checkpoint(cfg: DictConfig) -> tuple[str | None, dict | None]:
 
 
 def remove_stale_temporary_files(folder: Path) -> None:
-    """A kill during a save leaves its temporary file (``.<name>.*.tmp``, see save_atomically); the resumed run
-    is the only writer of its folder, so those left in the resumed checkpoint's folder are removed."""
+    """A kill during a save leaves its temporary file (``.<name>.*.tmp``, see save_atomically). A run is the only
+    writer of its own checkpoint folder (run folders are never shared), and so is a resumed run of the resumed
+    checkpoint's folder: those left there are removed as the run starts."""
     for stale in folder.glob(".*.ckpt.*.tmp"):
         log.info("removing %s, left by a save that was interrupted", stale)
         stale.unlink(missing_ok=True)
@@ -205,6 +206,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     start = time.perf_counter()
     check_int_range("seed", cfg.seed, 0, 2**32 - 1)
     ckpt_path, checkpoint = resume_checkpoint(cfg)
+    remove_stale_temporary_files(Path(cfg.paths.output_dir) / "checkpoints")  # a run restarted in its folder, too
     if checkpoint is not None:
         check_same_model(cfg, checkpoint, ckpt_path)
     weights = initial_weights(cfg)
