@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
@@ -71,14 +72,27 @@ def pictures_folder(trainer: pl.Trainer) -> str:
 
 
 def send_pictures(trainer: pl.Trainer, files: dict) -> None:
-    """The picture files to W&B, when it is a logger: GIFs as videos, the rest as images."""
+    """The picture files to W&B, when it is a logger: GIFs as videos, tables (CSV) as W&B's own charts, the rest as
+    images."""
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             for key, path in files.items():
-                if path.suffix == ".gif":
+                if path.suffix == ".csv":
+                    logger.log_metrics({f"charts/{key}": native_bar_chart(path)}, step=trainer.global_step)
+                elif path.suffix == ".gif":
                     logger.log_video(f"pictures/{key}", [str(path)], step=trainer.global_step, format=["gif"])
                 else:
                     logger.log_image(f"pictures/{key}", [str(path)], step=trainer.global_step)
+
+
+def native_bar_chart(path: Path):
+    """A W&B bar chart of a two-column CSV (its header names the axes), e.g. the KL per step: interactive in W&B,
+    where the PNG beside it is a picture."""
+    import wandb
+
+    header, *rows = (line.split(",") for line in path.read_text().splitlines())
+    table = wandb.Table(columns=header, data=[[int(x), float(y)] for x, y in rows])
+    return wandb.plot.bar(table, header[0], header[1], title=f"{path.stem.replace('_', ' ')} ({header[1]})")
 
 
 class GlimpsePictures(pl.Callback):

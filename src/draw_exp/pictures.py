@@ -155,7 +155,8 @@ def render_all(
     ``recon_noise`` ``[T, N, latent_size]`` the reconstructions' posterior draws (see :func:`fixed_noise`).
     Keys: ``samples`` and ``reconstructions`` (grids), ``drawing_samples`` and ``drawing_reconstructions`` (GIFs of
     ``animated`` images over the T steps, with write windows on samples and read and write windows on
-    reconstructions), their ``*_strip`` PNGs (every ``strip_every``-th step), and ``kl_per_step`` (chart and CSV).
+    reconstructions), their ``*_strip`` PNGs (every ``strip_every``-th step), ``kl_per_step`` (chart) and
+    ``kl_per_step_table`` (CSV).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -194,7 +195,8 @@ def render_all(
     kl = out.kl.mean(0)  # [T]
     files["kl_per_step"] = folder / "kl_per_step.png"
     kl_per_step_chart(kl).save(files["kl_per_step"])
-    (folder / "kl_per_step.csv").write_text(
+    files["kl_per_step_table"] = folder / "kl_per_step.csv"  # W&B draws it as a chart of its own (send_pictures)
+    files["kl_per_step_table"].write_text(
         "step,kl_nats\n" + "".join(f"{t + 1},{v:.6f}\n" for t, v in enumerate(kl.tolist()))
     )
     return files
