@@ -49,6 +49,7 @@ REFUSED = {
     "trainer.max_steps": ("-2", []),
     "trainer.max_epochs": ("1.5", []),
     "trainer.gradient_clip_val": ("-1", []),
+    "trainer.profiler": ("stopwatch", []),
     "callbacks.pictures.num_images": ("0", []),
     "callbacks.pictures.animated": ("0", []),
     "callbacks.pictures.strip_every": ("0", []),

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from draw_exp.checkpoints import CheckpointError, read_checkpoint
 from draw_exp.distributed import launch_ddp_ranks_with_job_overrides, one_job_of_ddp
-from draw_exp.errors import ConfigError, check_int_range, instantiate_checked
+from draw_exp.errors import ConfigError, check_choice, check_int_range, instantiate_checked
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,8 @@ def check_trainer(trainer: DictConfig) -> None:
             check_int_range(f"trainer.{key}", trainer[key], 1)
     if trainer.get("max_epochs") is not None:
         check_int_range("trainer.max_epochs", trainer.max_epochs, -1)
+    if trainer.get("profiler") is not None:  # Lightning's message does not name the value
+        check_choice("trainer.profiler", trainer.profiler, ("simple", "advanced", "pytorch"))
     clip = trainer.get("gradient_clip_val")
     if clip is not None and (not isinstance(clip, (int, float)) or isinstance(clip, bool) or not clip > 0):
         raise ConfigError(
