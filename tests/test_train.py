@@ -142,6 +142,22 @@ def test_missing_data_names_the_folder(tmp_path):
     )
     assert result.returncode != 0
     assert str(tmp_path / "nowhere" / "MNIST" / "raw") in result.stderr and "train-images-idx3-ubyte" in result.stderr
+    assert (tmp_path / "run" / "train.log").is_file()  # a folder named on the command line is never removed
+
+
+def test_a_run_refused_before_any_work_leaves_no_run_folder(tmp_path):
+    """With the default, time-stamped run folder: missing data (W&B logger on) leaves neither a run folder nor a
+    W&B run; a run refused after others ran in the same root leaves theirs alone."""
+    kept = tmp_path / "outputs" / "2026-01-01" / "00-00-00"
+    (kept / ".hydra").mkdir(parents=True)  # another run's folder, as Hydra leaves it
+    result = run_train(
+        *TINY, f"paths.data_dir={tmp_path / 'nowhere'}", f"paths.output_root={tmp_path / 'outputs'}", cwd=tmp_path
+    )
+    assert result.returncode == 1 and "error: MNIST files missing" in result.stderr, result.stderr[-2000:]
+    assert sorted(p.relative_to(tmp_path / "outputs") for p in (tmp_path / "outputs").glob("*/*")) == [
+        kept.relative_to(tmp_path / "outputs")
+    ]
+    assert not list(tmp_path.rglob("wandb"))
 
 
 def test_checkpoints_are_plain_and_load_without_code(mnist_dir, tmp_path):

@@ -9,6 +9,8 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from hydra.core.hydra_config import HydraConfig
+
 # (logger, start of the message) pairs that are dropped.
 DROPPED_LOG_LINES = (
     ("pytorch_lightning.utilities.rank_zero", "💡 Tip:"),  # advertising for Lightning's cloud products
@@ -43,15 +45,19 @@ def quiet_library_noise() -> None:
 def expected_errors_in_one_line() -> Iterator[None]:
     """Errors the user can act on (a bad value, a missing or damaged data file or checkpoint, a diverged run) end
     the command with their message alone, ``error: ...``, and exit status 1; HYDRA_FULL_ERROR=1 shows the
-    traceback instead. Anything else is a bug, and keeps its traceback."""
+    traceback instead. Anything else is a bug, and keeps its traceback. A run folder that the error left with
+    nothing but Hydra's own files is removed."""
     from draw_exp.checkpoints import CheckpointError
     from draw_exp.errors import ConfigError
     from draw_exp.lit_module import NonFiniteLossError
+    from draw_exp.run_folder import remove_if_unused
     from draw_exp.training import RunFailedError
 
     try:
         yield
     except (ConfigError, CheckpointError, FileNotFoundError, OSError, NonFiniteLossError, RunFailedError) as err:
+        if HydraConfig.initialized():  # refused before any work: no empty run folder
+            remove_if_unused(HydraConfig.get().runtime.output_dir)
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"error: {err}", file=sys.stderr)

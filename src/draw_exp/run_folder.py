@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -26,6 +27,20 @@ def unique_folder(base: str) -> str:
         else:
             raise FileExistsError(f"{base}: 10,000 run folders of that name exist already")
     return _claimed[base]
+
+
+def remove_if_unused(folder: str | Path) -> bool:
+    """Remove ``folder`` if this process created it (:func:`unique_folder`) and it holds nothing but Hydra's own
+    files (``.hydra/``, the job's ``.log``): a run refused before any work leaves no empty run folder behind. A
+    folder named on the command line (a resume's) or holding anything else is never touched."""
+    folder = Path(folder).resolve()
+    created = {Path(claimed).resolve() for claimed in _claimed.values()}
+    if folder not in created or not folder.is_dir():
+        return False
+    if any(entry.name != ".hydra" and entry.suffix != ".log" for entry in folder.iterdir()):
+        return False
+    shutil.rmtree(folder, ignore_errors=True)
+    return True
 
 
 def register_resolvers() -> None:
