@@ -61,12 +61,14 @@ class KillDuringSave(pl.Callback):
                     die()
                 write(f)
 
+            fsync = os.fsync
+
             def fsync_then_die(fd):
-                os.fsync(fd)
+                fsync(fd)
                 die()
 
             if at == "rename":
-                checkpoints.os.fsync = fsync_then_die
+                os.fsync = fsync_then_die  # the process dies in it: nothing else will call it
             return real(path, half_then_die)
 
         checkpoints.write_atomically = write_and_die
