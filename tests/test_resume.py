@@ -51,20 +51,29 @@ def train(run_dir, *overrides, data_dir, env=None, pictures=False):
     )
 
 
+def train_killed(run_dir, killer, *overrides, data_dir, logger="csv"):
+    """train.py with one of tests/scripts/killer.py's callbacks (``killer``: its class name, then its arguments as
+    ``key=value``); the run must have died of its SIGKILL."""
+    name, *arguments = killer.split()
+    killed = train(
+        run_dir,
+        f"logger={logger}",
+        f"+callbacks.kill._target_=killer.{name}",
+        *(f"+callbacks.kill.{argument}" for argument in arguments),
+        *overrides,
+        data_dir=data_dir,
+        env=KILLER,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    return killed
+
+
 def test_a_run_killed_mid_epoch_resumes_to_the_same_step_count(data_dir, tmp_path):
     whole = train(tmp_path / "whole", "logger=csv", data_dir=data_dir)
     assert whole.returncode == 0, whole.stderr[-3000:]
 
     run_dir = tmp_path / "crashed"
-    killed = train(
-        run_dir,
-        "logger=wandb",
-        "+callbacks.kill._target_=killer.KillAtStep",
-        f"+callbacks.kill.step={KILL_AT}",
-        data_dir=data_dir,
-        env=KILLER,
-    )
-    assert killed.returncode == -signal.SIGKILL
+    train_killed(run_dir, f"KillAtStep step={KILL_AT}", data_dir=data_dir, logger="wandb")
     at_kill = last_ckpt(run_dir)
     assert KILL_AT - INTERVAL <= at_kill["global_step"] < KILL_AT  # at most one checkpoint interval lost
     assert at_kill["epoch"] == 1  # mid-way through the second epoch
@@ -124,15 +133,7 @@ def test_a_run_killed_before_an_epochs_validation_validates_that_epoch_when_resu
     """Step 6 ends epoch 0 and is a periodic-checkpoint step; a kill as epoch 0's validation starts must not lose
     that validation: the resumed run validates epoch 0 (and so can keep its best checkpoint) before epoch 1."""
     run_dir = tmp_path / "killed_in_validation"
-    killed = train(
-        run_dir,
-        "logger=csv",
-        "+callbacks.kill._target_=killer.KillAtValidation",
-        "+callbacks.kill.epoch=0",
-        data_dir=data_dir,
-        env=KILLER,
-    )
-    assert killed.returncode == -signal.SIGKILL
+    train_killed(run_dir, "KillAtValidation epoch=0", data_dir=data_dir)
     resumed = train(run_dir, "logger=csv", "ckpt_path=last", data_dir=data_dir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     validated = set()
@@ -180,21 +181,24 @@ def test_init_from_a_missing_or_other_size_checkpoint_is_refused_by_name_before_
     )
     assert other.returncode != 0 and "lstm_size=16 in the checkpoint, 8 configured" in other.stderr
     assert not (tmp_path / "c" / "checkpoints").exists()
+    # the same sizes, another likelihood (a learned scale the checkpoint lacks): named in one line, not a dump
+    unfit = train(
+        tmp_path / "d",
+        "logger=csv",
+        f"init_from={tmp_path / 'b' / 'checkpoints' / 'last.ckpt'}",
+        "likelihood=discretized_logistic",
+        data_dir=data_dir,
+    )
+    assert unfit.returncode == 1 and "does not fit the configured model" in unfit.stderr, unfit.stderr[-2000:]
+    assert "Missing key(s)" in unfit.stderr and "Traceback" not in unfit.stderr
+    assert not (tmp_path / "d" / "checkpoints").exists()
 
 
 def test_a_run_killed_in_its_first_save_and_started_again_in_its_folder_leaves_no_temporary_file(data_dir, tmp_path):
     """Killed half-way through writing its first checkpoint, a run has no last.ckpt to resume: started again in
     the same folder, it removes the half-written temporary file (the folder is its own) and trains to the end."""
     run_dir = tmp_path / "killed_in_save"
-    killed = train(
-        run_dir,
-        "logger=csv",
-        "+callbacks.kill._target_=killer.KillDuringSave",
-        "+callbacks.kill.save=1",
-        data_dir=data_dir,
-        env=KILLER,
-    )
-    assert killed.returncode == -signal.SIGKILL
+    train_killed(run_dir, "KillDuringSave save=1", data_dir=data_dir)
     assert not (run_dir / "checkpoints" / "last.ckpt").exists()
     assert len(list(run_dir.glob("checkpoints/.last.ckpt.*.tmp"))) == 1  # half a checkpoint, never renamed
     again = train(run_dir, "logger=csv", data_dir=data_dir)

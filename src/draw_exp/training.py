@@ -66,9 +66,10 @@ def load_initial_weights(module: pl.LightningModule, weights: dict, path: str) -
     try:
         module.load_state_dict(weights, strict=True)
     except RuntimeError as err:  # another data set's image shape or likelihood: a list of tensor names and shapes
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         raise CheckpointError(
             f"init_from={path!r} does not fit the configured model (another data set, likelihood or model?): "
-            + str(err).splitlines()[1].strip()
+            + (lines[1] if len(lines) > 1 else lines[0] if lines else type(err).__name__)
         ) from None
     log.info("starting from the weights of %s (step 0, a fresh optimiser)", path)
 
