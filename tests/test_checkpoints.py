@@ -146,3 +146,16 @@ def test_the_shipped_checkpoint_of_the_old_layout_loads_and_every_engine_agrees_
             bounds[engine] = module.loss_terms(x, noise)["loss"]
     torch.testing.assert_close(bounds["fused_loop"], bounds["textbook"], rtol=1e-5, atol=1e-3)
     assert ((bounds["textbook"] > 0) & torch.isfinite(bounds["textbook"])).all()
+
+
+def test_a_plain_state_dict_given_as_a_checkpoint_is_refused_with_what_it_holds(tmp_path):
+    """torch.save(model.state_dict()) is not a train.py checkpoint: evaluate.py and sample.py say so, naming the
+    file and the keys it holds, instead of a KeyError."""
+    from draw_exp.checkpoint_tasks import load_checkpoint
+
+    path = tmp_path / "weights.pt"
+    save_atomically({"encoder.weight": torch.ones(3), "decoder.weight": torch.ones(3)}, path)
+    with pytest.raises(CheckpointError) as raised:
+        load_checkpoint(str(path), torch.device("cpu"))
+    message = str(raised.value)
+    assert str(path) in message and "not a checkpoint of train.py" in message and "encoder.weight" in message

@@ -182,3 +182,70 @@ def test_lightnings_keys_are_refused_by_lightning_naming_the_value(key, tmp_path
     with pytest.raises(Exception) as raised:  # Lightning's MisconfigurationException, ValueError, ...
         build(cfg)
     assert bad in str(raised.value) or bad in repr(raised.value), str(raised.value)
+
+
+# evaluate.py and sample.py: the same rule for their own configs (conf/evaluate.yaml, conf/sample.yaml). A bad value
+# is refused before the checkpoint is read: the tests name a checkpoint that does not exist, so a check made after
+# reading it would report the missing file instead.
+SCRIPT_REFUSED = {
+    "evaluate": {
+        "split": "train",
+        "iw_samples": "0",
+        "max_batch": "0",
+        "limit_images": "0",
+        "device": "tpu",
+        "num_workers": "-1",
+        "seed": "-1",
+    },
+    "sample": {
+        "n": "0",
+        "reconstruct": "-1",
+        "animated": "0",
+        "strip_every": "0",
+        "scale": "0",
+        "device": "tpu",
+        "num_workers": "-1",
+        "seed": "-1",
+    },
+}
+SCRIPT_ACCEPTED = {
+    "ckpt_path": "the file is read first of all: a missing, damaged or foreign file is named (test_checkpoints.py)",
+    "output": PATH,
+    "paths.data_dir": PATH,
+    "paths.output_dir": PATH,
+    "paths.output_root": PATH,
+}
+
+
+def compose_script_config(script, *overrides, tmp_path):
+    from hydra import compose, initialize_config_dir
+    from test_config import CONF
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(
+            script, overrides=[f"paths.output_dir={tmp_path}", f"ckpt_path={tmp_path / 'none.ckpt'}", *overrides]
+        )
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPT_REFUSED))
+def test_every_key_of_evaluate_and_sample_is_refused_when_bad_or_accepted_for_a_reason(script, tmp_path):
+    keys = leaf_keys(compose_script_config(script, tmp_path=tmp_path))
+    listed = set(SCRIPT_REFUSED[script]) | set(SCRIPT_ACCEPTED)
+    assert not sorted(keys - listed), f"{script}.yaml keys with no bad value and no reason: {sorted(keys - listed)}"
+
+
+SCRIPT_BAD_VALUES = [
+    (script, key, bad) for script, table in sorted(SCRIPT_REFUSED.items()) for key, bad in table.items()
+]
+
+
+@pytest.mark.parametrize("script,key,bad", SCRIPT_BAD_VALUES, ids=[f"{s}-{k}={b}" for s, k, b in SCRIPT_BAD_VALUES])
+def test_a_bad_value_of_evaluate_or_sample_is_refused_before_the_checkpoint_is_read(script, key, bad, tmp_path):
+    from draw_exp.checkpoint_tasks import run_evaluate, run_sample
+
+    cfg = compose_script_config(script, f"{key}={bad}", tmp_path=tmp_path)
+    with pytest.raises(ConfigError) as raised:
+        (run_evaluate if script == "evaluate" else run_sample)(cfg)
+    message = str(raised.value)
+    assert message.startswith(f"{key}=") and "not allowed" in message, message
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written

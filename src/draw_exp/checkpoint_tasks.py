@@ -103,7 +103,14 @@ def add_results(path: Path, rows: list[dict]) -> None:
     write_atomically(path, lambda f: f.write(json.dumps(earlier + rows, indent=2).encode()))
 
 
+def check_common_keys(cfg: DictConfig) -> None:
+    """The keys evaluate.py and sample.py share, before the checkpoint is read."""
+    check_int_range("num_workers", cfg.num_workers, 0)
+    check_int_range("seed", cfg.seed, 0, 2**32 - 1)
+
+
 def run_evaluate(cfg: DictConfig) -> list[dict]:
+    check_common_keys(cfg)
     check_choice("split", cfg.split, ("test", "val"))
     ks = list(cfg.iw_samples) if isinstance(cfg.iw_samples, (list, ListConfig)) else [cfg.iw_samples]
     for k in ks:
@@ -146,6 +153,7 @@ def run_evaluate(cfg: DictConfig) -> list[dict]:
 
 
 def run_sample(cfg: DictConfig) -> dict:
+    check_common_keys(cfg)
     check_int_range("n", cfg.n, 1)
     check_int_range("reconstruct", cfg.reconstruct, 0)
     for key in ("animated", "strip_every", "scale"):
