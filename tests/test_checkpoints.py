@@ -159,3 +159,18 @@ def test_a_plain_state_dict_given_as_a_checkpoint_is_refused_with_what_it_holds(
         load_checkpoint(str(path), torch.device("cpu"))
     message = str(raised.value)
     assert str(path) in message and "not a checkpoint of train.py" in message and "encoder.weight" in message
+
+
+def test_every_shipped_checkpoint_has_its_sha256_in_the_docs():
+    """docs/checkpoints/*.ckpt: the docs name each file and give its sha256 after the name, and it is the file's."""
+    import hashlib
+    import re
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    text = "".join(page.read_text() for page in sorted(docs.glob("*.md")))
+    shipped = sorted((docs / "checkpoints").glob("*.ckpt"))
+    assert shipped
+    for path in shipped:
+        stated = re.search(r"\b[0-9a-f]{64}\b", text[text.index(f"checkpoints/{path.name}`") :])
+        assert stated, f"no sha256 after {path.name} in docs/*.md"
+        assert stated.group() == hashlib.sha256(path.read_bytes()).hexdigest(), path.name
