@@ -120,6 +120,7 @@ ACCEPTED = {
     "callbacks.periodic_checkpoint.monitor": "null: the periodic checkpoint keeps the newest state, not a best one",
     "data.download": BOOLEAN,
     "data.pin_memory": BOOLEAN,
+    "data.recompose_train": BOOLEAN,
     "data.verify": BOOLEAN,
     "data.use_extra": BOOLEAN,
     "trainer.enable_progress_bar": BOOLEAN,

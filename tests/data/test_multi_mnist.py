@@ -112,3 +112,86 @@ def test_bad_two_digit_settings_name_the_key(tmp_path):
         TwoDigitMNISTDataModule(data_dir=str(tmp_path), side=27)
     with pytest.raises(ConfigError, match=r"^data\.test_images="):
         TwoDigitMNISTDataModule(data_dir=str(tmp_path), test_images=0)
+
+
+def cluttered(mnist_dir, **kwargs):
+    return ClutteredMNISTDataModule(data_dir=str(mnist_dir), val_size=50, num_workers=0, download=False, **kwargs)
+
+
+class Epoch:
+    """The little of a Trainer that a data module reads: the epoch, and whether loaders are built anew."""
+
+    def __init__(self, epoch: int = 0):
+        self.current_epoch, self.reload_dataloaders_every_n_epochs, self.world_size = epoch, 0, 1
+
+
+def training_images_at(dm, epoch: int) -> torch.Tensor:
+    dm.trainer.current_epoch = epoch
+    return dm.train_dataloader().dataset.images
+
+
+def test_training_images_are_composed_anew_each_epoch_from_the_same_digits(mnist_dir):
+    dm = cluttered(mnist_dir)
+    dm.trainer = Epoch()
+    dm.setup()
+    assert dm.trainer.reload_dataloaders_every_n_epochs == 1  # asked of Lightning: a loader each epoch
+    val, test, labels = dm.datasets["val"].images, dm.datasets["test"].images, dm.datasets["train"].labels
+    first, second = training_images_at(dm, 0), training_images_at(dm, 1)
+    assert not torch.equal(first, second)
+    assert torch.equal(dm.datasets["train"].labels, labels)  # image i still shows digit i
+    # digit i is whole in both: at least its own ink (the distractors add, never remove)
+    ink = dm.digits["train"].flatten(1).sum(1, dtype=torch.int64)
+    assert (first.flatten(1).sum(1, dtype=torch.int64) >= ink).all()
+    assert (second.flatten(1).sum(1, dtype=torch.int64) >= ink).all()
+    assert torch.equal(dm.datasets["val"].images, val) and torch.equal(dm.datasets["test"].images, test)
+    # epoch 0 is the fixed set of recompose_train=false, and epoch 1 is the same in another run (a resumed one)
+    fixed = cluttered(mnist_dir, recompose_train=False)
+    fixed.trainer = Epoch()
+    fixed.setup()
+    assert torch.equal(training_images_at(fixed, 1), first)
+    assert fixed.trainer.reload_dataloaders_every_n_epochs == 0
+    resumed = cluttered(mnist_dir)
+    resumed.trainer = Epoch(1)
+    resumed.setup()
+    assert torch.equal(training_images_at(resumed, 1), second)
+
+
+def test_two_digit_training_images_are_composed_anew_each_epoch(mnist_dir):
+    dm = two_digits(mnist_dir)
+    dm.trainer = Epoch()
+    dm.setup()
+    test = dm.datasets["test"].images
+    assert not torch.equal(training_images_at(dm, 0), training_images_at(dm, 1))
+    assert torch.equal(dm.datasets["test"].images, test)
+
+
+@pytest.mark.parametrize("recompose_train", [True, False])
+def test_lightning_serves_a_new_composition_each_epoch_only_when_asked(mnist_dir, recompose_train):
+    import pytorch_lightning as pl
+
+    class InkPerEpoch(pl.LightningModule):
+        """Adds up the training images' ink over each epoch: the same digits recomposed keep their own ink but not
+        their distractors', so the totals differ between epochs exactly when the images do."""
+
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(1, 1)
+            self.ink: list[int] = []  # exact: a float sum would change with the shuffled order
+
+        def on_train_epoch_start(self):
+            self.ink.append(0)
+
+        def training_step(self, batch, _):
+            self.ink[-1] += int((batch[0].double() * 255).round().sum())
+            return self.layer(batch[0].mean((1, 2, 3))[:, None]).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    module = InkPerEpoch()
+    trainer = pl.Trainer(
+        max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False, limit_val_batches=0
+    )
+    trainer.fit(module, datamodule=cluttered(mnist_dir, recompose_train=recompose_train, batch_size=50))
+    assert len(module.ink) == 3
+    assert (len(set(module.ink)) == 3) == recompose_train
