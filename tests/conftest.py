@@ -36,6 +36,13 @@ def write_mnist(root: Path, n_train: int = 200, n_test: int = 100, seed: int = 0
     return root
 
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One thread per worker, and per command a worker starts, when pytest-xdist runs a worker per core: more threads
+    # than cores make PyTorch's thread pools wait on each other (10-40x slower steps were seen).
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_cache_folder(tmp_path_factory):
     """Data caches of the tests (and of the commands they run) go to a temporary folder, not the user's."""
