@@ -51,7 +51,7 @@ exec > >(tee "$OUT/console.txt") 2>&1
 
 if ! $PY -c "import hydra, omegaconf" 2>/dev/null; then
     $PY -m pip install -q --no-index --no-deps --target /tmp/site "$CARRY"/*.whl
-    export PYTHONPATH=/tmp/site:$PWD/src:${PYTHONPATH:-}
+    export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
 fi
 export PYTHONPATH=$PWD/src:${PYTHONPATH:-}
 data=$(mktemp -d)
