@@ -82,7 +82,7 @@ def plot(
     by_epoch.set_ylabel(ylabel)
     for ax in (by_epoch, by_time):
         ax.grid(alpha=0.3)
-    by_epoch.legend()
+    by_epoch.legend(loc="upper right", fontsize=8)  # "best" may sit on the y label when the curves fill the left
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
