@@ -1,5 +1,6 @@
 """Learning curves from a run's CSV log, resumed runs included."""
 
+from draw_exp import curves
 from draw_exp.curves import plot, validation_curve
 
 
@@ -33,3 +34,13 @@ def test_another_metric_is_read_by_name(tmp_path):
     rows = validation_curve(run, metric="val/error")
     assert [(r["epoch"], r["value"], r["elapsed_s"]) for r in rows] == [(1, 81.8, 44.0), (2, 75.2, 85.3)]
     assert validation_curve(run) == []  # no val/nll_bound in a classifier's log
+
+
+def test_the_paper_lines_are_drawn_unless_no_paper_is_asked(tmp_path, monkeypatch):
+    run = tmp_path / "two_digit"
+    write_metrics(run / "csv" / "version_0", [(0, 99, "", 430.0, 60.0)])
+    drawn = []
+    monkeypatch.setattr(curves, "plot", lambda rows, out, steps, reference, ylabel: drawn.append(reference))
+    curves.main([str(tmp_path / "a.png"), str(run)])
+    curves.main([str(tmp_path / "b.png"), str(run), "--no-paper"])
+    assert drawn == [curves.PAPER["val/nll_bound"][0], {}]

@@ -1,10 +1,11 @@
 """Learning curves of runs from their CSV logs: a validation metric against epochs and against wall time.
 
-    python -m draw_exp.curves OUT.png RUN_FOLDER[=LABEL] ... [--steps-per-epoch N] [--metric val/error]
+    python -m draw_exp.curves OUT.png RUN_FOLDER[=LABEL] ... [--steps-per-epoch N] [--metric val/error] [--no-paper]
 
 Reads ``<run folder>/csv/version_*/metrics.csv`` (``logger=csv``), where ``time/elapsed_s`` is logged beside
 each validation metric (callbacks.elapsed_time). The metric is ``val/nll_bound`` (DRAW, with the paper's 80.97
-nats drawn) unless ``--metric`` names another, e.g. ``val/error`` for the classifier.
+nats drawn) unless ``--metric`` names another, e.g. ``val/error`` for the classifier. The paper's lines are its
+binarized-MNIST and cluttered-MNIST figures: ``--no-paper`` leaves them out, for runs on other data sets.
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ def plot(
 
 def main(argv: list[str]) -> None:
     """``--steps-per-epoch N`` puts validations at step / N on the epoch axis (a run stopped mid-epoch and
-    resumed counts its epochs from the stop)."""
+    resumed counts its epochs from the stop); ``--no-paper`` draws no paper lines."""
+    no_paper = "--no-paper" in argv
+    argv = [a for a in argv if a != "--no-paper"]
     options = {"--steps-per-epoch": None, "--metric": "val/nll_bound"}
     for option in options:
         if option in argv:
@@ -106,6 +109,8 @@ def main(argv: list[str]) -> None:
         folder, _, label = spec.partition("=")
         curves[label or Path(folder).name] = validation_curve(folder, metric)
     reference, ylabel = PAPER.get(metric, ({}, metric))
+    if no_paper:
+        reference = {}
     print(plot(curves, argv[0], steps_per_epoch and int(steps_per_epoch), reference, ylabel))
 
 
