@@ -5,7 +5,7 @@ achieved FLOP rate as a fraction of this machine's matrix-multiply rate at the m
     python bench/train_step.py --device cuda --precision bf16
     python bench/train_step.py --attention gaussian --T 64 --batch 100 --lstm 256 --latent 100 --read 2 --write 5
 
-Each mode is one model.engine, run in its own process (so peak memory is its own):
+Each mode is one model.engine, run in its own process (so peak memory is its own; --in-process: all in one):
   textbook               DRAW.forward's own loop, the paper's equations (LSTMCell calls, separate filterbanks and
                          glimpses): the baseline of the ratio column
   fused_loop             the step loop with fused projections, eager PyTorch under autograd
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -141,6 +142,60 @@ def run_mode(a) -> dict:
     }
 
 
+class ModeTimeout(Exception):
+    pass
+
+
+def measure(a, attention: str, mode: str) -> dict | str:
+    """One mode's row, or why there is none: in a child process (its peak memory its own), or with ``--in-process``
+    in this one (one start-up for all modes, where starting Python costs much: about 40 s on the lent GPU machine)."""
+    if a.in_process:
+        child = argparse.Namespace(**{**vars(a), "mode": mode, "attention": attention})
+
+        def alarm(signum, frame):
+            raise ModeTimeout
+
+        previous = signal.signal(signal.SIGALRM, alarm)
+        signal.setitimer(signal.ITIMER_REAL, a.mode_timeout or 0)
+        try:
+            return run_mode(child)
+        except ModeTimeout:
+            return f"timed out after {a.mode_timeout:g} s (--mode-timeout)"
+        except Exception as e:  # a mode that fails on this device is reported; the others still run
+            return f"failed: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+            if a.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+    argv = (
+        [sys.executable, __file__, "--mode", mode, "--attention", attention]
+        + [
+            f"--{k}={v}"
+            for k, v in (
+                ("device", a.device),
+                ("precision", a.precision),
+                ("batch", a.batch),
+                ("T", a.T),
+                ("lstm", a.lstm),
+                ("latent", a.latent),
+                ("read", a.read),
+                ("write", a.write),
+                ("steps", a.steps),
+                ("warmup", a.warmup),
+            )
+        ]
+        + ["--shape", *map(str, a.shape)]
+    )
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=a.mode_timeout)
+    except subprocess.TimeoutExpired:
+        return f"timed out after {a.mode_timeout:g} s (--mode-timeout)"
+    if result.returncode != 0:
+        return f"failed: {result.stderr.strip().splitlines()[-1] if result.stderr else result.returncode}"
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Batch and model sizes, the paper's MNIST model by default (shared with bench/gradient_accuracy.py)."""
     parser.add_argument("--batch", type=int, default=100)
@@ -162,7 +217,18 @@ def main():
     parser.add_argument("--steps", type=int, default=15, help="timed steps (the median is reported)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--mode", help=argparse.SUPPRESS)  # one mode, in a child process
-    parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--json", help="also write the rows to this file (rewritten after each mode)")
+    parser.add_argument(
+        "--mode-timeout",
+        type=float,
+        help="seconds each mode may take, its compilation included; a mode past it is reported and skipped "
+        "(on a lent GPU, so one slow compile cannot take the others' time)",
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run every mode in this process (one start-up; peak memory is then exact on a GPU alone)",
+    )
     a = parser.parse_args()
     if a.mode:
         a.attention = a.attention[0]
@@ -194,35 +260,12 @@ def main():
         )
         baseline = None
         for mode in a.modes:
-            argv = (
-                [sys.executable, __file__, "--mode", mode, "--attention", attention]
-                + [
-                    f"--{k}={v}"
-                    for k, v in (
-                        ("device", a.device),
-                        ("precision", a.precision),
-                        ("batch", a.batch),
-                        ("T", a.T),
-                        ("lstm", a.lstm),
-                        ("latent", a.latent),
-                        ("read", a.read),
-                        ("write", a.write),
-                        ("steps", a.steps),
-                        ("warmup", a.warmup),
-                    )
-                ]
-                + ["--shape", *map(str, a.shape)]
-            )
-            result = subprocess.run(argv, capture_output=True, text=True)
-            if result.returncode != 0:
-                print(
-                    f"{mode:<22} failed: "
-                    f"{result.stderr.strip().splitlines()[-1] if result.stderr else result.returncode}"
-                )
+            row = measure(a, attention, mode)
+            if isinstance(row, str):
+                print(f"{mode:<22} {row}")
                 continue
-            row = json.loads(result.stdout.strip().splitlines()[-1])
             baseline = baseline or (row["images_per_s"] if mode == "textbook" else None)
-            ratio = row["images_per_s"] / baseline if baseline else None  # None: textbook not among --modes
+            ratio = row["images_per_s"] / baseline if baseline else None  # None: textbook not (yet) run
             row.update(
                 attention=attention,
                 vs_baseline=ratio,
@@ -231,15 +274,23 @@ def main():
                 step_gflop=flops / 1e9,
             )
             rows.append(row)
-            versus = f"{ratio:>11.2f}x" if ratio else f"{'(not run)':>12}"
+            versus = f"{ratio:>11.2f}x" if ratio else f"{'(later)' if 'textbook' in a.modes else '(not run)':>12}"
             print(
                 f"{mode:<22} {row['images_per_s']:>9.1f} {row['ms_per_step']:>9.1f} {row['peak_memory_mb']:>9.0f} "
                 f"{versus} {row['achieved_gflops']:>8.1f} {row['fraction_of_matmul']:>9.0%} "
                 f"{row['first_step_s']:>11.1f}"
             )
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(rows, f, indent=2)
+            if a.json:  # after each mode, so a run stopped part-way keeps what it measured
+                with open(a.json, "w") as f:
+                    json.dump(rows, f, indent=2)
+        late = [row for row in rows if row["attention"] == attention and row["vs_baseline"] is None]
+        if baseline and late:  # modes timed before the textbook loop get their ratio now
+            for row in late:
+                row["vs_baseline"] = row["images_per_s"] / baseline
+            print("vs textbook: " + ", ".join(f"{row['mode']} {row['vs_baseline']:.2f}x" for row in late))
+            if a.json:
+                with open(a.json, "w") as f:
+                    json.dump(rows, f, indent=2)
 
 
 if __name__ == "__main__":

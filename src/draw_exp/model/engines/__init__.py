@@ -43,9 +43,9 @@ def supports(engine: str, attention: Attention) -> bool:
 
 def auto_engine(device_type: str, attention: Attention) -> str:
     """What ``engine=auto`` runs on ``device_type``. On a CPU the hand-written backward: 1.5–1.8x the textbook loop
-    (RESULTS.md). On a GPU the eager fused loop, the engine with no compile step and no CUDA-graph caveats, until
-    GPU timings exist to choose by (none has been measured yet). An attention type that engine does not run
-    takes the textbook loop."""
+    (RESULTS.md). On a GPU the eager fused loop, the faster of the two engines timed on one so far (1.09x the
+    textbook loop on an H200, both launch-bound: docs/results.md, "On a GPU"); the compiled engines are not yet
+    timed on a GPU. An attention type that engine does not run takes the textbook loop."""
     fastest = "handwritten_bptt" if device_type == "cpu" else "fused_loop"
     return fastest if supports(fastest, attention) else "textbook"
 
