@@ -37,10 +37,37 @@ def test_another_metric_is_read_by_name(tmp_path):
 
 
 def test_the_paper_lines_are_drawn_unless_no_paper_is_asked(tmp_path, monkeypatch):
-    run = tmp_path / "two_digit"
+    run = tmp_path / "run"  # no record of its data set: taken to be the paper's
     write_metrics(run / "csv" / "version_0", [(0, 99, "", 430.0, 60.0)])
     drawn = []
     monkeypatch.setattr(curves, "plot", lambda rows, out, steps, reference, ylabel: drawn.append(reference))
     curves.main([str(tmp_path / "a.png"), str(run)])
     curves.main([str(tmp_path / "b.png"), str(run), "--no-paper"])
     assert drawn == [curves.PAPER["val/nll_bound"][0], {}]
+
+
+def write_data_choice(run, data):
+    (run / ".hydra").mkdir(parents=True, exist_ok=True)
+    (run / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  runtime:\n    choices:\n      data: {data}\n")
+
+
+def test_the_paper_lines_follow_the_runs_data_sets(tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(curves, "plot", lambda rows, out, steps, reference, ylabel: drawn.append(reference))
+    runs = {}
+    for name, data in [
+        ("binarized", "binarized_mnist"),
+        ("two_digit", "two_digit_mnist"),
+        ("clutter", "cluttered_mnist"),
+    ]:
+        runs[name] = tmp_path / name
+        write_metrics(runs[name] / "csv" / "version_0", [(0, 99, "", 100.0, 60.0)])
+        write_data_choice(runs[name], data)
+    curves.main([str(tmp_path / "a.png"), str(runs["binarized"])])
+    curves.main([str(tmp_path / "b.png"), str(runs["two_digit"])])
+    curves.main(
+        [str(tmp_path / "c.png"), str(runs["binarized"]), str(runs["two_digit"])]
+    )  # one run off the paper's data
+    curves.main([str(tmp_path / "d.png"), str(runs["clutter"]), "--metric", "val/error"])
+    curves.main([str(tmp_path / "e.png"), str(runs["binarized"]), "--metric", "val/error"])
+    assert drawn == [curves.PAPER["val/nll_bound"][0], {}, {}, curves.PAPER["val/error"][0], {}]

@@ -5,7 +5,8 @@
 Reads ``<run folder>/csv/version_*/metrics.csv`` (``logger=csv``), where ``time/elapsed_s`` is logged beside
 each validation metric (callbacks.elapsed_time). The metric is ``val/nll_bound`` (DRAW, with the paper's 80.97
 nats drawn) unless ``--metric`` names another, e.g. ``val/error`` for the classifier. The paper's lines are its
-binarized-MNIST and cluttered-MNIST figures: ``--no-paper`` leaves them out, for runs on other data sets.
+binarized-MNIST and cluttered-MNIST figures, drawn only where every run was on that data set (the ``data`` choice in
+the run folder's ``.hydra/hydra.yaml``; a folder without it is taken to be); ``--no-paper`` leaves them out always.
 """
 
 from __future__ import annotations
@@ -22,6 +23,24 @@ PAPER = {
     ),
     "val/error": ({"paper: 4.18% (T=4), 3.36% (T=8)": 4.18, "": 3.36}, "validation error (%)"),
 }
+# metric: the data sets (the `data` config group's options) the paper's figures for it were measured on
+PAPER_DATA = {"val/nll_bound": {"binarized_mnist", "mnist"}, "val/error": {"cluttered_mnist"}}
+
+
+def data_choice(run_folder: str | Path) -> str | None:
+    """The ``data=`` option a run was made with, from Hydra's record in the run folder (None: no record)."""
+    record = Path(run_folder) / ".hydra" / "hydra.yaml"
+    if not record.is_file():
+        return None
+    from omegaconf import OmegaConf
+
+    return OmegaConf.select(OmegaConf.load(record), "hydra.runtime.choices.data")
+
+
+def paper_applies(run_folders: list[str | Path], metric: str) -> bool:
+    """Whether the paper's lines for ``metric`` belong on a plot of these runs: every run on the paper's data set."""
+    choices = {data_choice(folder) for folder in run_folders} - {None}
+    return choices <= PAPER_DATA.get(metric, set())
 
 
 def validation_curve(run_folder: str | Path, metric: str = "val/nll_bound") -> list[dict[str, float]]:
@@ -92,7 +111,7 @@ def plot(
 
 def main(argv: list[str]) -> None:
     """``--steps-per-epoch N`` puts validations at step / N on the epoch axis (a run stopped mid-epoch and
-    resumed counts its epochs from the stop); ``--no-paper`` draws no paper lines."""
+    resumed counts its epochs from the stop); ``--no-paper`` draws no paper lines, whatever the runs' data."""
     no_paper = "--no-paper" in argv
     argv = [a for a in argv if a != "--no-paper"]
     options = {"--steps-per-epoch": None, "--metric": "val/nll_bound"}
@@ -104,12 +123,13 @@ def main(argv: list[str]) -> None:
     if len(argv) < 2:
         raise SystemExit(__doc__)
     metric, steps_per_epoch = options["--metric"], options["--steps-per-epoch"]
-    curves = {}
+    curves, folders = {}, []
     for spec in argv[1:]:
         folder, _, label = spec.partition("=")
         curves[label or Path(folder).name] = validation_curve(folder, metric)
+        folders.append(folder)
     reference, ylabel = PAPER.get(metric, ({}, metric))
-    if no_paper:
+    if no_paper or not paper_applies(folders, metric):
         reference = {}
     print(plot(curves, argv[0], steps_per_epoch and int(steps_per_epoch), reference, ylabel))
 
