@@ -12,7 +12,9 @@ Each mode is one model.engine, run in its own process (so peak memory is its own
   handwritten_bptt       the T steps as one autograd node with a hand-written backward, kernels compiled
                          (draw_exp.model.engines.handwritten_bptt)
   fused_loop_cudagraphs  the fused loop with its body compiled in mode="reduce-overhead" (CUDA graphs on a GPU)
-Timings: median of --steps steps after --warmup steps (forward, backward, Adam step).
+Timings: median of --steps steps after --warmup steps (forward, backward, Adam step). ops/step: the operations an
+eager engine dispatches one by one in a step (views excluded): on a GPU each is a kernel launch, and at the paper's
+sizes the launches, not the arithmetic, set an eager step's time (24–29 µs each on session 12's H200).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import sys
 import time
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 MODES = ["textbook", "fused_loop", "handwritten_bptt", "fused_loop_cudagraphs"]  # model.engine names
 
@@ -127,7 +130,7 @@ def run_mode(a) -> dict:
         sync(device)
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
-    peak = (
+    peak_bytes = (
         torch.cuda.max_memory_allocated()
         if device.type == "cuda"
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -136,10 +139,33 @@ def run_mode(a) -> dict:
         "mode": a.mode,
         "ms_per_step": 1000 * seconds,
         "images_per_s": a.batch / seconds,
-        "peak_memory_mb": peak / 2**20,
+        "peak_memory_mb": peak_bytes / 2**20,
+        # operations dispatched one by one in a step: what bounds an eager engine on a GPU (a launch each)
+        "eager_ops_per_step": None if a.mode in COMPILED else count_ops(step),
         "first_step_s": first,
         "achieved_gflops": step_flops(a) / seconds / 1e9,
     }
+
+
+COMPILED = {"handwritten_bptt", "fused_loop_cudagraphs"}  # their kernels are fused: no count of eager operations
+
+
+class CountOps(TorchDispatchMode):
+    """Counts the ATen operations that run kernels (views excluded), forward, backward and optimiser alike."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += not func.is_view
+        return func(*args, **(kwargs or {}))
+
+
+def count_ops(step) -> int:
+    with CountOps() as counter:
+        step()
+    return counter.count
 
 
 class ModeTimeout(Exception):
@@ -256,7 +282,7 @@ def main():
         )
         print(
             f"{'mode':<22} {'images/s':>9} {'ms/step':>9} {'peak MB':>9} {'vs textbook':>12} {'GFLOP/s':>8} "
-            f"{'of matmul':>10} {'1st step s':>11}"
+            f"{'of matmul':>10} {'1st step s':>11} {'ops/step':>9}"
         )
         baseline = None
         for mode in a.modes:
@@ -278,7 +304,7 @@ def main():
             print(
                 f"{mode:<22} {row['images_per_s']:>9.1f} {row['ms_per_step']:>9.1f} {row['peak_memory_mb']:>9.0f} "
                 f"{versus} {row['achieved_gflops']:>8.1f} {row['fraction_of_matmul']:>9.0%} "
-                f"{row['first_step_s']:>11.1f}"
+                f"{row['first_step_s']:>11.1f} {row['eager_ops_per_step'] or '—':>9}"
             )
             if a.json:  # after each mode, so a run stopped part-way keeps what it measured
                 with open(a.json, "w") as f:

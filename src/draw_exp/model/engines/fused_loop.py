@@ -3,7 +3,8 @@
 The textbook loop under autograd, with the products that read the same tensor done as one: h^dec_t is projected
 once per step onto everything that reads it (both attention heads and the write patch, the next encoder input and
 the decoder's next hidden gates), the encoder takes [r_t, h^enc_{t−1}] in one product, and one filterbank
-evaluation per axis serves the write of step t and the read of step t+1, which read the same h^dec_t.
+evaluation (both axes at once for square images) serves the write of step t and the read of step t+1, which read the
+same h^dec_t. Eager, each operation is a kernel launch on a GPU, so the step is written in few operations.
 
 The attention types' fused forms (:class:`FusedNoAttention`, :class:`FusedGaussianAttention`) live here; the
 hand-written backward (handwritten_bptt.py) builds its batch-last forms on them.
@@ -23,9 +24,7 @@ from draw_exp.model.attention import (
     AttentionParams,
     GaussianAttention,
     NoAttention,
-    gaussian_rows,
     glimpse,
-    grid_centres,
     scatter,
 )
 from draw_exp.model.draw import DRAW, DrawOutput
@@ -62,9 +61,25 @@ class ReadFilters(NamedTuple):
     params: AttentionParams
 
 
+class GridConstants(NamedTuple):
+    """What :class:`FusedGaussianAttention` computes once per device and dtype rather than every step."""
+
+    half_size: torch.Tensor  # [2]: (W + 1)/2 and (H + 1)/2, eqs. (22), (23)
+    delta_scale: torch.Tensor  # [2]: (max(H, W) − 1)/(N − 1) of the read and the write grid, eq. (24)
+    grid_of_row: torch.Tensor  # [n_w + n_r]: 1 (write) for the write grid's rows, then 0 (read)
+    offsets: torch.Tensor  # [n_w + n_r, 1]: i − N/2 − 0.5 of each row within its grid, eqs. (19), (20)
+    pixels: torch.Tensor  # [2, 1, L]: a = 1..W and a = 1..H (L = W = H), or, if W ≠ H, [1, L] for x alone
+    pixels_y: torch.Tensor | None  # [1, H] when W ≠ H
+
+
 class FusedGaussianAttention:
     """:class:`GaussianAttention` with the heads ``[read head (5) | write head (5) | patch (C·w·w)]`` from one
-    product; the write of step t also returns step t+1's read filters, from the same heads."""
+    product; the write of step t also returns step t+1's read filters, from the same heads.
+
+    Written for a GPU, where an eager step costs about the same for each operation whatever its size (launch-bound:
+    docs/results.md, "On a GPU"): both grids' window parameters come from one set of operations, both grids' and
+    (for square images) both axes' filter rows from one Gaussian evaluation, and the constants are made once. Each
+    filter row is :func:`draw_exp.model.attention.filterbank`'s, by the same arithmetic."""
 
     step_invariant_features = 0
 
@@ -73,6 +88,7 @@ class FusedGaussianAttention:
         self.image_shape = attention.image_shape
         self.read_features = attention.read_features
         self.head_features = 5 + 5 + self.image_shape[0] * attention.write_size**2
+        self.cache: dict[tuple[torch.device, torch.dtype], GridConstants] = {}
 
     def head_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         a = self.attention
@@ -80,6 +96,29 @@ class FusedGaussianAttention:
             torch.cat([a.read_head.weight, a.write_head.weight, a.write_patch.weight]),
             torch.cat([a.read_head.bias, a.write_head.bias, a.write_patch.bias]),
         )
+
+    def constants(self, like: torch.Tensor) -> GridConstants:
+        key = (like.device, like.dtype)
+        if key not in self.cache:
+            _, height, width = self.image_shape
+            n_w, n_r = self.attention.write_size, self.attention.read_size
+
+            def arange(n: int) -> torch.Tensor:
+                return torch.arange(1, n + 1, dtype=like.dtype, device=like.device)
+
+            def tensor(values: list[float]) -> torch.Tensor:
+                return torch.tensor(values, dtype=like.dtype, device=like.device)
+
+            pixels = torch.stack([arange(width), arange(height)])[:, None] if width == height else arange(width)[None]
+            self.cache[key] = GridConstants(
+                half_size=tensor([(width + 1) / 2, (height + 1) / 2]),
+                delta_scale=tensor([(max(height, width) - 1) / max(n - 1, 1) for n in (n_r, n_w)]),
+                grid_of_row=torch.tensor([1] * n_w + [0] * n_r, device=like.device),
+                offsets=torch.cat([arange(n_w) - n_w / 2 - 0.5, arange(n_r) - n_r / 2 - 0.5])[:, None],
+                pixels=pixels,
+                pixels_y=None if width == height else arange(height)[None],
+            )
+        return self.cache[key]
 
     def read_filters(self, heads: torch.Tensor) -> ReadFilters:
         params = self.attention.attention_params(heads[:, :5], self.attention.read_size)
@@ -92,33 +131,29 @@ class FusedGaussianAttention:
 
     def write(self, heads: torch.Tensor) -> tuple[torch.Tensor, ReadFilters, AttentionParams]:
         """This step's canvas update, the next step's read filters, and this step's write parameters."""
-        a = self.attention
-        read = a.attention_params(heads[:, :5], a.read_size)
-        write = a.attention_params(heads[:, 5:10], a.write_size)
-        _, height, width = self.image_shape
-        n_w, n_r = a.write_size, a.read_size
-        fx = paired_filterbanks(write.gx, read.gx, write, read, n_w, n_r, width)
-        fy = paired_filterbanks(write.gy, read.gy, write, read, n_w, n_r, height)
+        k = self.constants(heads)
+        n_w = self.attention.write_size
+        windows, patch = heads.split([10, heads.shape[1] - 10], dim=1)
+        centre_tilde, logs = windows.unflatten(1, (2, 5)).split([2, 3], dim=2)  # grids (read, write); (21)
+        centre = k.half_size * (centre_tilde + 1)  # (22), (23): [B, 2 grids, 2 axes (x, y)]
+        sigma2, delta_tilde, gamma = logs.exp().unbind(2)  # [B, 2 grids] each
+        delta = k.delta_scale * delta_tilde  # (24)
+        # Each filter row's centre (x, y), stride and variance, the write grid's rows first: [B, n_w + n_r, 4]
+        rows = torch.cat([centre, delta[..., None], sigma2[..., None]], dim=2).index_select(1, k.grid_of_row)
+        mu = rows[..., :2] + k.offsets * rows[..., 2:3]  # (19), (20): [B, n_w + n_r, 2 axes]
+        two_sigma2 = 2 * rows[..., 3:, None]  # [B, n_w + n_r, 1, 1]
+        if k.pixels_y is None:  # square images: both axes at once, (25), (26)
+            f = torch.softmax(-((k.pixels - mu.transpose(1, 2)[..., None]) ** 2) / two_sigma2[:, None, :, 0], dim=-1)
+            fx, fy = f.unbind(1)  # [B, n_w + n_r, W], [B, n_w + n_r, H]
+        else:
+            fx = torch.softmax(-((k.pixels - mu[..., 0, None]) ** 2) / two_sigma2[..., 0], dim=-1)
+            fy = torch.softmax(-((k.pixels_y - mu[..., 1, None]) ** 2) / two_sigma2[..., 0], dim=-1)
+        read = AttentionParams(centre[:, 0, 0], centre[:, 0, 1], delta[:, 0], sigma2[:, 0], gamma[:, 0])
+        write = AttentionParams(centre[:, 1, 0], centre[:, 1, 1], delta[:, 1], sigma2[:, 1], gamma[:, 1])
         # 1/γ̂ on the N×N patch, not the H×W image: the same product.
-        patch = heads[:, 10:].view(-1, self.image_shape[0], n_w, n_w) / write.gamma[:, None, None, None]
+        patch = patch.view(-1, self.image_shape[0], n_w, n_w) / write.gamma[:, None, None, None]
         update = scatter(patch, fx[:, :n_w], fy[:, :n_w])
         return update, ReadFilters(fx[:, n_w:], fy[:, n_w:], read), write
-
-
-def paired_filterbanks(
-    centre_a: torch.Tensor,
-    centre_b: torch.Tensor,
-    a: AttentionParams,
-    b: AttentionParams,
-    n_a: int,
-    n_b: int,
-    length: int,
-) -> torch.Tensor:
-    """Two grids' filterbanks along one axis in one evaluation: ``[B, n_a + n_b, length]``, rows of grid a first.
-    Each row is exactly :func:`draw_exp.model.attention.filterbank`'s."""
-    mu = torch.cat([grid_centres(centre_a, a.delta, n_a), grid_centres(centre_b, b.delta, n_b)], dim=1)
-    sigma2 = torch.cat([a.sigma2[:, None].expand(-1, n_a), b.sigma2[:, None].expand(-1, n_b)], dim=1)
-    return gaussian_rows(mu, sigma2, length)
 
 
 FusedAttention = FusedNoAttention | FusedGaussianAttention
@@ -165,8 +200,18 @@ class LoopState(NamedTuple):
     c_enc: torch.Tensor
     h_dec: torch.Tensor
     c_dec: torch.Tensor
-    proj: torch.Tensor  # h^dec_{t−1} projected by FusedWeights.out_w: [B, P + 8L]
-    filters: ReadFilters | None  # step t's read filters, from proj's read head
+    enc_gates: torch.Tensor  # [B, 4L]: the encoder's gates from h^dec_{t−1}, biases in (FusedWeights.out_w's rows)
+    dec_gates: torch.Tensor  # [B, 4L]: the decoder's hidden gates from h^dec_{t−1}, biases in
+    filters: ReadFilters | None  # step t's read filters, from h^dec_{t−1}'s read head
+
+
+def project(
+    model: DRAW, attention: FusedAttention, h_dec: torch.Tensor, weights: FusedWeights
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """h^dec onto everything that reads it: the attention heads ``[B, P]``, then the encoder's and the decoder's
+    gates from h^dec ``[B, 4L]`` each."""
+    hidden = 4 * model.lstm_size
+    return F.linear(h_dec, weights.out_w, weights.out_b).split([attention.head_features, hidden, hidden], dim=1)
 
 
 class StepOutput(NamedTuple):
@@ -180,20 +225,20 @@ def step(
     model: DRAW, attention: FusedAttention, x: torch.Tensor, state: LoopState, eps: torch.Tensor, weights: FusedWeights
 ) -> StepOutput:
     """One step of the recurrence; the equation numbers are those of the textbook loop's lines."""
-    heads, hidden = attention.head_features, 4 * model.lstm_size
     x_err = x - torch.sigmoid(state.canvas)  # (3)
     r = attention.read(x, x_err, state.filters)  # (4)
-    gates = F.linear(torch.cat([r, state.h_enc], dim=1), weights.enc_w) + state.proj[:, heads : heads + hidden]
+    gates = F.linear(torch.cat([r, state.h_enc], dim=1), weights.enc_w) + state.enc_gates
     if weights.enc_const is not None:
         gates = gates + weights.enc_const
     h_enc, c_enc = lstm_cell(gates, state.c_enc)  # (5)
     mu, log_sigma = model.posterior(h_enc).chunk(2, dim=1)  # (1), (2)
     z = mu + torch.exp(log_sigma) * eps  # (6)
-    h_dec, c_dec = lstm_cell(F.linear(z, model.decoder.weight_ih) + state.proj[:, heads + hidden :], state.c_dec)  # (7)
-    proj = F.linear(h_dec, weights.out_w, weights.out_b)
-    update, filters, write_params = attention.write(proj[:, :heads])
+    h_dec, c_dec = lstm_cell(F.linear(z, model.decoder.weight_ih) + state.dec_gates, state.c_dec)  # (7)
+    # One split rather than three slices: its gradient is one concatenation, not three zero-filled copies summed.
+    head_out, enc_gates, dec_gates = project(model, attention, h_dec, weights)
+    update, filters, write_params = attention.write(head_out)
     return StepOutput(
-        LoopState(state.canvas + update, h_enc, c_enc, h_dec, c_dec, proj, filters),  # (8)
+        LoopState(state.canvas + update, h_enc, c_enc, h_dec, c_dec, enc_gates, dec_gates, filters),  # (8)
         mu,
         log_sigma,
         write_params,
@@ -217,8 +262,8 @@ def forward(
         attention = model.engine_cache["fused_attention"] = fused_attention(model.attention)
     weights = fused_weights(model, attention, x)
     initial = model.initial_state(x.shape[0])
-    proj = F.linear(initial.h_dec, weights.out_w, weights.out_b)
-    state = LoopState(*initial, proj, attention.read_filters(proj[:, : attention.head_features]))
+    head_out, enc_gates, dec_gates = project(model, attention, initial.h_dec, weights)
+    state = LoopState(*initial, enc_gates, dec_gates, attention.read_filters(head_out))
     # Compiled with CUDA graphs (fused_loop_cudagraphs), each call of the step without gradients starts a new graph
     # generation whose replay overwrites the previous call's outputs; with gradients, the pending backward keeps all
     # T calls in one generation. So what is kept across steps is copied when no gradient is recorded (evaluation,
