@@ -261,6 +261,9 @@ def forward(
     if attention is None:  # one object per model: a compiled step guards on it
         attention = model.engine_cache["fused_attention"] = fused_attention(model.attention)
     weights = fused_weights(model, attention, x)
+    if isinstance(attention, FusedGaussianAttention):
+        # Made here, outside the step: a compiled step then reads them as constants, and no CUDA-graph replay owns them.
+        attention.constants(x)
     initial = model.initial_state(x.shape[0])
     head_out, enc_gates, dec_gates = project(model, attention, initial.h_dec, weights)
     state = LoopState(*initial, enc_gates, dec_gates, attention.read_filters(head_out))
