@@ -132,28 +132,36 @@ class FusedGaussianAttention:
     def write(self, heads: torch.Tensor) -> tuple[torch.Tensor, ReadFilters, AttentionParams]:
         """This step's canvas update, the next step's read filters, and this step's write parameters."""
         k = self.constants(heads)
-        n_w = self.attention.write_size
+        n_w, n_r = self.attention.write_size, self.attention.read_size
         windows, patch = heads.split([10, heads.shape[1] - 10], dim=1)
         centre_tilde, logs = windows.unflatten(1, (2, 5)).split([2, 3], dim=2)  # grids (read, write); (21)
         centre = k.half_size * (centre_tilde + 1)  # (22), (23): [B, 2 grids, 2 axes (x, y)]
         sigma2, delta_tilde, gamma = logs.exp().unbind(2)  # [B, 2 grids] each
         delta = k.delta_scale * delta_tilde  # (24)
-        # Each filter row's centre (x, y), stride and variance, the write grid's rows first: [B, n_w + n_r, 4]
+        # Each filter row's centre (x, y), stride and variance, the write grid's rows first: [B, n_w + n_r, 4].
+        # Splits and unbinds rather than slices and indexing throughout: the gradient of each is one concatenation
+        # or stack, where each slice's would be a zero-filled copy, summed with the others.
         rows = torch.cat([centre, delta[..., None], sigma2[..., None]], dim=2).index_select(1, k.grid_of_row)
-        mu = rows[..., :2] + k.offsets * rows[..., 2:3]  # (19), (20): [B, n_w + n_r, 2 axes]
-        two_sigma2 = 2 * rows[..., 3:, None]  # [B, n_w + n_r, 1, 1]
+        row_centre, row_delta, row_sigma2 = rows.split([2, 1, 1], dim=2)
+        mu = row_centre + k.offsets * row_delta  # (19), (20): [B, n_w + n_r, 2 axes]
+        two_sigma2 = 2 * row_sigma2  # [B, n_w + n_r, 1]
         if k.pixels_y is None:  # square images: both axes at once, (25), (26)
-            f = torch.softmax(-((k.pixels - mu.transpose(1, 2)[..., None]) ** 2) / two_sigma2[:, None, :, 0], dim=-1)
-            fx, fy = f.unbind(1)  # [B, n_w + n_r, W], [B, n_w + n_r, H]
+            # [B, 2 axes, n_w + n_r, L]
+            f = torch.softmax(-((k.pixels - mu.transpose(1, 2)[..., None]) ** 2) / two_sigma2[:, None], dim=-1)
+            (fx_write, fy_write), (fx_read, fy_read) = (grid.unbind(1) for grid in f.split([n_w, n_r], dim=2))
         else:
-            fx = torch.softmax(-((k.pixels - mu[..., 0, None]) ** 2) / two_sigma2[..., 0], dim=-1)
-            fy = torch.softmax(-((k.pixels_y - mu[..., 1, None]) ** 2) / two_sigma2[..., 0], dim=-1)
-        read = AttentionParams(centre[:, 0, 0], centre[:, 0, 1], delta[:, 0], sigma2[:, 0], gamma[:, 0])
-        write = AttentionParams(centre[:, 1, 0], centre[:, 1, 1], delta[:, 1], sigma2[:, 1], gamma[:, 1])
+            mu_x, mu_y = mu.unbind(2)
+            fx = torch.softmax(-((k.pixels - mu_x[..., None]) ** 2) / two_sigma2, dim=-1)  # [B, n_w + n_r, W]
+            fy = torch.softmax(-((k.pixels_y - mu_y[..., None]) ** 2) / two_sigma2, dim=-1)  # [B, n_w + n_r, H]
+            (fx_write, fx_read), (fy_write, fy_read) = fx.split([n_w, n_r], dim=1), fy.split([n_w, n_r], dim=1)
+        gamma_read, gamma_write = gamma.unbind(1)
+        # Each grid's window in pixels: for the pictures, and γ for the read and the write.
+        read = AttentionParams(centre[:, 0, 0], centre[:, 0, 1], delta[:, 0], sigma2[:, 0], gamma_read)
+        write = AttentionParams(centre[:, 1, 0], centre[:, 1, 1], delta[:, 1], sigma2[:, 1], gamma_write)
         # 1/γ̂ on the N×N patch, not the H×W image: the same product.
-        patch = patch.view(-1, self.image_shape[0], n_w, n_w) / write.gamma[:, None, None, None]
-        update = scatter(patch, fx[:, :n_w], fy[:, :n_w])
-        return update, ReadFilters(fx[:, n_w:], fy[:, n_w:], read), write
+        patch = patch.view(-1, self.image_shape[0], n_w, n_w) / gamma_write[:, None, None, None]
+        update = scatter(patch, fx_write, fy_write)
+        return update, ReadFilters(fx_read, fy_read, read), write
 
 
 FusedAttention = FusedNoAttention | FusedGaussianAttention
