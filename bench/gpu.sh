@@ -7,8 +7,9 @@
 #                                    #   carry=[".gpu"], timeout_s=600)
 #
 # `run` installs hydra-core and omegaconf from the carried wheels (the device's python lacks them), unpacks the data,
-# times one training step of each engine at batch 50 (bench/train_step.py --device cuda; each engine at most
-# MODE_TIMEOUT seconds, compilation included; with BATCHES="50 200" the fastest and the textbook loop at 200 too),
+# times one training step of each engine at batch 50 and checks its loss and gradients against the textbook loop in
+# float64 on the GPU (bench/train_step.py --device cuda --check; no test runs on a GPU), each engine within
+# MODE_TIMEOUT seconds, compilation included (with BATCHES="50 200" the fastest and the textbook loop at 200 too),
 # trains experiment=mnist_gaussian with the fastest engine from INIT (default: the shipped continued attention
 # model) for MINUTES of training time, tests the best checkpoint by the validation bound, and leaves under $OUT (at
 # most 8 files come back):
@@ -80,7 +81,7 @@ $PY -c "import torch, pytorch_lightning as pl; print('torch', torch.__version__,
 bench() {  # batch, modes...
     local batch=$1; shift
     $PY bench/train_step.py --device "$DEVICE" --attention gaussian --batch "$batch" --steps "$STEPS" --modes "$@" \
-        --in-process --mode-timeout "${MODE_TIMEOUT:-90}" ${BENCH:-} --json "$OUT/train_step_$batch.json" \
+        --in-process --check --mode-timeout "${MODE_TIMEOUT:-90}" ${BENCH:-} --json "$OUT/train_step_$batch.json" \
         | tee -a "$OUT/train_step.txt" || echo "train_step batch $batch: exit $?"
 }
 # shellcheck disable=SC2086  # MODES is a list

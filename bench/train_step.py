@@ -20,6 +20,7 @@ sizes the launches, not the arithmetic, set an eager step's time (24–29 µs ea
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import resource
 import signal
@@ -100,6 +101,7 @@ def run_mode(a) -> dict:
     )
     module = DrawModule(tuple(a.shape), a.T, a.latent, a.lstm, attention, engine=a.mode).to(device)
     x = torch.rand(a.batch, *a.shape, device=device).bernoulli()
+    initial = copy.deepcopy(module.state_dict()) if a.check else None
     optimiser = torch.optim.Adam(module.parameters(), lr=1e-3)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=a.precision == "bf16")
 
@@ -135,6 +137,10 @@ def run_mode(a) -> dict:
         if device.type == "cuda"
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     )
+    error = None
+    if a.check:  # the initial weights again, one batch, fixed noise: the shapes timed, so nothing compiles anew
+        module.load_state_dict(initial)
+        error = gradient_error(module, x, torch.randn(a.T, a.batch, a.latent, device=device), a)
     return {
         "mode": a.mode,
         "ms_per_step": 1000 * seconds,
@@ -142,9 +148,31 @@ def run_mode(a) -> dict:
         "peak_memory_mb": peak_bytes / 2**20,
         # operations dispatched one by one in a step: what bounds an eager engine on a GPU (a launch each)
         "eager_ops_per_step": None if a.mode in COMPILED else count_ops(step),
+        # with --check: the loss's and the gradients' largest error against the textbook loop in float64
+        "loss_error": error and error[0],
+        "gradient_error": error and error[1],
         "first_step_s": first,
         "achieved_gflops": step_flops(a) / seconds / 1e9,
     }
+
+
+def loss_and_gradients(module, x: torch.Tensor, noise: torch.Tensor) -> tuple[float, dict[str, torch.Tensor]]:
+    module.zero_grad(set_to_none=True)
+    loss = module.loss_terms(x, noise=noise)["loss"].mean()
+    loss.backward()
+    return loss.item(), {n: p.grad.detach().double().clone() for n, p in module.named_parameters()}
+
+
+def gradient_error(module, x: torch.Tensor, noise: torch.Tensor, a) -> tuple[float, float]:
+    """The loss's difference (nats per image) and the largest gradient error (relative to each parameter's largest
+    float64 gradient) of ``module``'s engine against the textbook loop in float64 on the same weights, batch and
+    noise: what bench/gradient_accuracy.py reports, here for each engine timed, on the device it was timed on."""
+    loss, grads = loss_and_gradients(module, x, noise)
+    exact = copy.deepcopy(module).double()
+    exact.model.set_engine("textbook")
+    exact_loss, exact_grads = loss_and_gradients(exact, x.double(), noise.double())
+    worst = max(((grads[n] - g).abs().max() / g.abs().max().clamp_min(1e-30)).item() for n, g in exact_grads.items())
+    return loss - exact_loss, worst
 
 
 COMPILED = {"handwritten_bptt", "fused_loop_cudagraphs"}  # their kernels are fused: no count of eager operations
@@ -211,6 +239,7 @@ def measure(a, attention: str, mode: str) -> dict | str:
                 ("warmup", a.warmup),
             )
         ]
+        + (["--check"] if a.check else [])
         + ["--shape", *map(str, a.shape)]
     )
     try:
@@ -251,6 +280,11 @@ def main():
         "(on a lent GPU, so one slow compile cannot take the others' time)",
     )
     parser.add_argument(
+        "--check",
+        action="store_true",
+        help="also each engine's loss and gradient error against the textbook loop in float64, on the device timed",
+    )
+    parser.add_argument(
         "--in-process",
         action="store_true",
         help="run every mode in this process (one start-up; peak memory is then exact on a GPU alone)",
@@ -283,6 +317,7 @@ def main():
         print(
             f"{'mode':<22} {'images/s':>9} {'ms/step':>9} {'peak MB':>9} {'vs textbook':>12} {'GFLOP/s':>8} "
             f"{'of matmul':>10} {'1st step s':>11} {'ops/step':>9}"
+            + (f" {'loss err':>9} {'grad err':>9}" if a.check else "")
         )
         baseline = None
         for mode in a.modes:
@@ -305,6 +340,7 @@ def main():
                 f"{mode:<22} {row['images_per_s']:>9.1f} {row['ms_per_step']:>9.1f} {row['peak_memory_mb']:>9.0f} "
                 f"{versus} {row['achieved_gflops']:>8.1f} {row['fraction_of_matmul']:>9.0%} "
                 f"{row['first_step_s']:>11.1f} {row['eager_ops_per_step'] or '—':>9}"
+                + (f" {row['loss_error']:>+9.1e} {row['gradient_error']:>9.1e}" if a.check else "")
             )
             if a.json:  # after each mode, so a run stopped part-way keeps what it measured
                 with open(a.json, "w") as f:

@@ -40,3 +40,11 @@ def test_an_engine_past_its_time_limit_is_reported_and_the_next_is_still_tried(t
     assert "textbook               timed out after 0.05 s (--mode-timeout)" in stdout
     assert "fused_loop             timed out after 0.05 s (--mode-timeout)" in stdout
     assert rows == []
+
+
+@pytest.mark.slow
+def test_check_gives_each_engine_its_error_against_the_textbook_loop_in_float64(tmp_path):
+    stdout, rows = bench(tmp_path, "--modes", "textbook", "fused_loop", "--check")
+    for row in rows:  # float32 against float64: rounding, not a different function
+        assert abs(row["loss_error"]) < 1e-3 and 0 < row["gradient_error"] < 1e-4, row
+    assert "grad err" in stdout
