@@ -1,6 +1,8 @@
-"""The fused step loop's own property: under CUDA graphs (fused_loop_cudagraphs) a replayed step overwrites the
-previous call's outputs, and the loop still keeps every step's values."""
+"""The fused step loop's own properties: under CUDA graphs (fused_loop_cudagraphs) a replayed step overwrites the
+previous call's outputs, and the loop still keeps every step's values; on a GPU its LSTM cell is nn.LSTMCell's
+fused kernel, the same function as the cell's equations."""
 
+import pytest
 import torch
 
 from draw_exp.model import DRAW
@@ -51,3 +53,23 @@ def test_step_loop_without_gradients_keeps_each_steps_outputs_when_the_next_step
     for name in ("read_params", "write_params"):
         for got, want in zip(getattr(out, name), getattr(expected, name), strict=True):
             torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused LSTM kernel is CUDA's alone")
+def test_the_fused_lstm_kernel_on_a_gpu_is_the_lstm_cells_equations():
+    torch.manual_seed(0)
+    gates, more_gates = (torch.randn(5, 4 * 7, device="cuda", requires_grad=True) for _ in range(2))
+    cell = torch.randn(5, 7, device="cuda", requires_grad=True)
+    h, new_cell = fused_loop.lstm_cell(gates, more_gates, cell)
+    i, f, g, o = (gates + more_gates).chunk(4, dim=1)  # nn.LSTMCell's gate order
+    expected_cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
+    expected_h = torch.sigmoid(o) * torch.tanh(expected_cell)
+    torch.testing.assert_close(new_cell, expected_cell)
+    torch.testing.assert_close(h, expected_h)
+    weights = torch.randn_like(h), torch.randn_like(new_cell)
+    got = torch.autograd.grad((h * weights[0]).sum() + (new_cell * weights[1]).sum(), (gates, more_gates, cell))
+    want = torch.autograd.grad(
+        (expected_h * weights[0]).sum() + (expected_cell * weights[1]).sum(), (gates, more_gates, cell)
+    )
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
