@@ -99,7 +99,11 @@ def run_mode(a) -> dict:
         if a.attention == "gaussian"
         else {"type": "none"}
     )
-    module = DrawModule(tuple(a.shape), a.T, a.latent, a.lstm, attention, engine=a.mode).to(device)
+
+    def make_module(engine: str) -> DrawModule:
+        return DrawModule(tuple(a.shape), a.T, a.latent, a.lstm, attention, engine=engine).to(device)
+
+    module = make_module(a.mode)
     x = torch.rand(a.batch, *a.shape, device=device).bernoulli()
     initial = copy.deepcopy(module.state_dict()) if a.check else None
     optimiser = torch.optim.Adam(module.parameters(), lr=1e-3)
@@ -140,7 +144,9 @@ def run_mode(a) -> dict:
     error = None
     if a.check:  # the initial weights again, one batch, fixed noise: the shapes timed, so nothing compiles anew
         module.load_state_dict(initial)
-        error = gradient_error(module, x, torch.randn(a.T, a.batch, a.latent, device=device), a)
+        exact = make_module("textbook").double()
+        exact.load_state_dict(initial)
+        error = gradient_error(module, exact, x, torch.randn(a.T, a.batch, a.latent, device=device))
     return {
         "mode": a.mode,
         "ms_per_step": 1000 * seconds,
@@ -163,13 +169,12 @@ def loss_and_gradients(module, x: torch.Tensor, noise: torch.Tensor) -> tuple[fl
     return loss.item(), {n: p.grad.detach().double().clone() for n, p in module.named_parameters()}
 
 
-def gradient_error(module, x: torch.Tensor, noise: torch.Tensor, a) -> tuple[float, float]:
+def gradient_error(module, exact, x: torch.Tensor, noise: torch.Tensor) -> tuple[float, float]:
     """The loss's difference (nats per image) and the largest gradient error (relative to each parameter's largest
-    float64 gradient) of ``module``'s engine against the textbook loop in float64 on the same weights, batch and
-    noise: what bench/gradient_accuracy.py reports, here for each engine timed, on the device it was timed on."""
+    float64 gradient) of ``module``'s engine against ``exact``, the same weights in float64 through the textbook loop,
+    on the same batch and noise: what bench/gradient_accuracy.py reports, here for each engine timed, on the device it
+    was timed on."""
     loss, grads = loss_and_gradients(module, x, noise)
-    exact = copy.deepcopy(module).double()
-    exact.model.set_engine("textbook")
     exact_loss, exact_grads = loss_and_gradients(exact, x.double(), noise.double())
     worst = max(((grads[n] - g).abs().max() / g.abs().max().clamp_min(1e-30)).item() for n, g in exact_grads.items())
     return loss - exact_loss, worst
