@@ -162,15 +162,21 @@ def test_a_plain_state_dict_given_as_a_checkpoint_is_refused_with_what_it_holds(
 
 
 def test_every_shipped_checkpoint_has_its_sha256_in_the_docs():
-    """docs/checkpoints/*.ckpt: the docs name each file and give its sha256 after the name, and it is the file's."""
+    """docs/checkpoints/*.ckpt: the docs name each file and give its sha256 after the name in the same paragraph,
+    and every sha256 so given is the file's."""
     import hashlib
     import re
 
     docs = Path(__file__).resolve().parents[1] / "docs"
-    text = "".join(page.read_text() for page in sorted(docs.glob("*.md")))
+    paragraphs = [p for page in sorted(docs.glob("*.md")) for p in re.split(r"\n\s*\n", page.read_text())]
     shipped = sorted((docs / "checkpoints").glob("*.ckpt"))
     assert shipped
     for path in shipped:
-        stated = re.search(r"\b[0-9a-f]{64}\b", text[text.index(f"checkpoints/{path.name}`") :])
-        assert stated, f"no sha256 after {path.name} in docs/*.md"
-        assert stated.group() == hashlib.sha256(path.read_bytes()).hexdigest(), path.name
+        mention = f"checkpoints/{path.name}`"
+        stated = [
+            found.group()
+            for p in paragraphs
+            if mention in p and (found := re.search(r"\b[0-9a-f]{64}\b", p[p.index(mention) :]))
+        ]
+        assert stated, f"no sha256 after {path.name} in a paragraph of docs/*.md"
+        assert set(stated) == {hashlib.sha256(path.read_bytes()).hexdigest()}, path.name
