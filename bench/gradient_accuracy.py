@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from train_step import add_model_arguments  # bench/ is on the path when this file runs as a script
+from train_step import add_model_arguments, relative_gradient_error  # bench/ is on the path as a script
 
 from draw_exp.likelihoods import bernoulli_nll
 from draw_exp.model import DRAW
@@ -60,7 +60,7 @@ def main():
     )
     print(f"{'path':<48} {'loss':>12} {'loss - f64':>12} {'max grad err':>13}")
     for name, (loss, grads) in rows.items():
-        error = max(((grads[n] - exact[n]).abs().max() / exact[n].abs().max()).item() for n in exact)
+        error = relative_gradient_error(grads, exact)
         print(f"{name:<48} {loss:>12.6f} {loss - exact_loss:>+12.2e} {error:>13.2e}")
 
 

@@ -176,8 +176,12 @@ def gradient_error(module, exact, x: torch.Tensor, noise: torch.Tensor) -> tuple
     was timed on."""
     loss, grads = loss_and_gradients(module, x, noise)
     exact_loss, exact_grads = loss_and_gradients(exact, x.double(), noise.double())
-    worst = max(((grads[n] - g).abs().max() / g.abs().max().clamp_min(1e-30)).item() for n, g in exact_grads.items())
-    return loss - exact_loss, worst
+    return loss - exact_loss, relative_gradient_error(grads, exact_grads)
+
+
+def relative_gradient_error(grads: dict[str, torch.Tensor], exact: dict[str, torch.Tensor]) -> float:
+    """The largest error over all parameters, relative to that parameter's largest exact gradient."""
+    return max(((grads[n] - g).abs().max() / g.abs().max().clamp_min(1e-30)).item() for n, g in exact.items())
 
 
 COMPILED = {"handwritten_bptt", "fused_loop_cudagraphs"}  # their kernels are fused: no count of eager operations
@@ -300,6 +304,11 @@ def main():
         print(json.dumps(run_mode(a)))
         return
 
+    def save(rows: list[dict]) -> None:
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(rows, f, indent=2)
+
     device = torch.device(a.device)
     print(
         f"device: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}, torch {torch.__version__}, "
@@ -347,17 +356,13 @@ def main():
                 f"{row['first_step_s']:>11.1f} {row['eager_ops_per_step'] or '—':>9}"
                 + (f" {row['loss_error']:>+9.1e} {row['gradient_error']:>9.1e}" if a.check else "")
             )
-            if a.json:  # after each mode, so a run stopped part-way keeps what it measured
-                with open(a.json, "w") as f:
-                    json.dump(rows, f, indent=2)
+            save(rows)  # after each mode, so a run stopped part-way keeps what it measured
         late = [row for row in rows if row["attention"] == attention and row["vs_baseline"] is None]
         if baseline and late:  # modes timed before the textbook loop get their ratio now
             for row in late:
                 row["vs_baseline"] = row["images_per_s"] / baseline
             print("vs textbook: " + ", ".join(f"{row['mode']} {row['vs_baseline']:.2f}x" for row in late))
-            if a.json:
-                with open(a.json, "w") as f:
-                    json.dump(rows, f, indent=2)
+            save(rows)
 
 
 if __name__ == "__main__":
