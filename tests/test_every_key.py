@@ -15,6 +15,7 @@ REFUSED = {
     "latent_size": ("0", []),
     "lstm_size": ("-1", []),
     "seed": ("-1", []),
+    "float32_matmul_precision": ("tf32", []),
     "attention.type": ("foveal", []),
     "attention.read_size": ("29", []),
     "attention.write_size": ("0", []),
@@ -67,7 +68,8 @@ MORE_BAD_VALUES = [
     ("model.betas", "[0.9,1.5]"),
     ("attention.read_size", "0"),
 ]
-CHECKED_BY_TRAIN = {"seed"}  # train() checks it first, before reading a checkpoint or seeding anything
+# train() checks these first, before reading a checkpoint or seeding anything
+CHECKED_BY_TRAIN = {"seed", "float32_matmul_precision"}
 
 # key: a bad value that Lightning's own Trainer or callback refuses when build() instantiates it, naming the value.
 REFUSED_BY_LIGHTNING = {
