@@ -212,6 +212,7 @@ class ModeTimeout(Exception):
 def measure(a, attention: str, mode: str) -> dict | str:
     """One mode's row, or why there is none: in a child process (its peak memory its own), or with ``--in-process``
     in this one (one start-up for all modes, where starting Python costs much: about 40 s on the lent GPU machine)."""
+    timed_out = f"timed out after {a.mode_timeout or 0:g} s (--mode-timeout)"  # reported only when one is set
     if a.in_process:
         child = argparse.Namespace(**{**vars(a), "mode": mode, "attention": attention})
 
@@ -223,7 +224,7 @@ def measure(a, attention: str, mode: str) -> dict | str:
         try:
             return run_mode(child)
         except ModeTimeout:
-            return f"timed out after {a.mode_timeout:g} s (--mode-timeout)"
+            return timed_out
         except Exception as e:  # a mode that fails on this device is reported; the others still run
             return f"failed: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
         finally:
@@ -254,7 +255,7 @@ def measure(a, attention: str, mode: str) -> dict | str:
     try:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=a.mode_timeout)
     except subprocess.TimeoutExpired:
-        return f"timed out after {a.mode_timeout:g} s (--mode-timeout)"
+        return timed_out
     if result.returncode != 0:
         return f"failed: {result.stderr.strip().splitlines()[-1] if result.stderr else result.returncode}"
     return json.loads(result.stdout.strip().splitlines()[-1])
