@@ -43,6 +43,7 @@ REFUSED = {
     "model.eval_noise_seed": ("-1", []),
     "model.lr_warmup_steps": ("-1", []),
     "model.lr_half_life_steps": ("0", []),
+    "model.kl_warmup_steps": ("-1", []),
     "model.nonfinite": ("ignore", []),
     "model.max_skipped_batches": ("-1", []),
     "model.classes": ("1", ["model=classifier"]),

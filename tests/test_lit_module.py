@@ -36,6 +36,18 @@ def tiny(**kw):
     return DrawModule(**{**args, **kw})
 
 
+def two_step(module_class=DrawModule, **kw):
+    """A DRAW module of two steps and 16 units, for tests that train through Lightning."""
+    return module_class(
+        image_shape=(1, 28, 28), T=2, latent_size=4, lstm_size=16, attention=GAUSSIAN, engine="fused_loop", **kw
+    )
+
+
+def quiet_trainer(**kw) -> pl.Trainer:
+    """A CPU trainer that prints and writes nothing of its own."""
+    return pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False, **kw)
+
+
 def test_loss_terms_are_recon_plus_summed_step_kl_in_nats():
     module = tiny()
     x = blobs(5)
@@ -100,13 +112,7 @@ def test_validation_metrics_are_means_over_the_whole_split(tmp_path):
         return terms
 
     module.loss_terms = recording
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(default_root_dir=tmp_path)
     result = trainer.validate(module, DataLoader(x, batch_size=10), verbose=False)[0]
     per_image = torch.cat(seen)
     assert [len(s) for s in seen] == [10, 10, 10, 5]
@@ -118,15 +124,7 @@ def test_validation_metrics_are_means_over_the_whole_split(tmp_path):
 
 def test_load_from_checkpoint_alone_restores_the_model(tmp_path):
     module = tiny(attention={"type": "gaussian", "read_size": 3, "write_size": 4}, T=2)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_steps=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        enable_checkpointing=False,
-    )
+    trainer = quiet_trainer(max_steps=1, default_root_dir=tmp_path, enable_checkpointing=False)
     trainer.fit(module, DataLoader(blobs(8), batch_size=4))
     path = tmp_path / "m.ckpt"
     trainer.save_checkpoint(path)
@@ -147,13 +145,7 @@ def test_non_positive_learning_rate_is_refused(lr):
 def test_colour_likelihood_reports_bits_per_dim(tmp_path):
     module = tiny(image_shape=(3, 8, 8), attention={"type": "none"}, likelihood={"type": "discretized_logistic"})
     x = torch.randint(0, 256, (12, 3, 8, 8)) / 255
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(default_root_dir=tmp_path)
     result = trainer.validate(module, DataLoader(x, batch_size=5), verbose=False)[0]
     assert result["val/bits_per_dim"] == pytest.approx(result["val/nll_bound"] / (3 * 8 * 8 * math.log(2)), rel=1e-5)
     assert "val/bits_per_dim" not in trainer.validate(tiny(), DataLoader(blobs(4), batch_size=4), verbose=False)[0]
@@ -180,25 +172,8 @@ class PlantedNaN(DrawModule):
 
 
 def fit_planted(nonfinite: str, tmp_path, **kw) -> tuple[PlantedNaN, pl.Trainer, dict]:
-    module = PlantedNaN(
-        image_shape=(1, 28, 28),
-        T=2,
-        latent_size=4,
-        lstm_size=16,
-        attention=GAUSSIAN,
-        nonfinite=nonfinite,
-        engine="fused_loop",
-        **kw,
-    )
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        enable_checkpointing=False,
-    )
+    module = two_step(PlantedNaN, nonfinite=nonfinite, **kw)
+    trainer = quiet_trainer(max_epochs=1, default_root_dir=tmp_path, enable_checkpointing=False)
     changed = []  # per batch: did it change the weights?
     before = {}
 
@@ -254,6 +229,40 @@ def test_learning_rate_schedule_warms_up_then_halves_every_half_life():
         tiny(lr_half_life_steps=0)
 
 
+class RecordsObjective(DrawModule):
+    """Records each training step's KL weight, its ELBO terms and the objective it returned."""
+
+    steps: list
+
+    def loss_terms(self, x, noise=None):
+        terms = super().loss_terms(x, noise)
+        self.last_terms = {name: value.detach() for name, value in terms.items()}
+        return terms
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.steps.append((self.kl_weight(self.global_step), self.last_terms, loss.detach()))
+        return loss
+
+
+def test_kl_warm_up_weighs_the_kl_in_the_training_objective_only():
+    """With model.kl_warmup_steps the objective is reconstruction + w·KL, w = (step + 1) / warm-up up to 1; the
+    logged terms (and so every bound) stay the unweighted ELBO."""
+    assert [tiny(kl_warmup_steps=4).kl_weight(step) for step in (0, 1, 3, 10)] == [0.25, 0.5, 1.0, 1.0]
+    assert tiny().kl_weight(0) == 1.0
+    with pytest.raises(ConfigError, match=r"model.kl_warmup_steps=-1"):
+        tiny(kl_warmup_steps=-1)
+    torch.manual_seed(0)
+    module = two_step(RecordsObjective, kl_warmup_steps=3)
+    module.steps = []
+    quiet_trainer(max_steps=4, enable_checkpointing=False).fit(module, DataLoader(blobs(16), batch_size=4))
+    assert [weight for weight, _, _ in module.steps] == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0])
+    for weight, terms, loss in module.steps:
+        torch.testing.assert_close(loss, (terms["recon"] + weight * terms["kl"]).mean())
+        torch.testing.assert_close(terms["loss"], terms["recon"] + terms["kl"])  # what is logged
+    assert module.steps[0][1]["kl"].mean() > 0.01  # a KL to weigh: the first two objectives are not the ELBO
+
+
 def test_checkpoints_of_the_model_compile_era_load_with_their_engine():
     """Before model.engine, hyperparameters named the engine by torch.compile's mode."""
     assert tiny(compile="default").model.engine == "handwritten_bptt"
@@ -268,15 +277,7 @@ def test_a_skipped_batch_logs_no_loss_of_its_own(tmp_path):
 
     from pytorch_lightning.loggers import CSVLogger
 
-    module = PlantedNaN(
-        image_shape=(1, 28, 28),
-        T=2,
-        latent_size=4,
-        lstm_size=16,
-        attention=GAUSSIAN,
-        nonfinite="skip",
-        engine="fused_loop",
-    )
+    module = two_step(PlantedNaN, nonfinite="skip")
     trainer = pl.Trainer(
         accelerator="cpu",
         max_epochs=1,

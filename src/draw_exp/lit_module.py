@@ -15,7 +15,7 @@ from draw_exp.data import unpack_batch
 from draw_exp.errors import check_choice, check_int_range
 from draw_exp.likelihoods import build_likelihood
 from draw_exp.model import DRAW, DrawOutput
-from draw_exp.optim import adam, check_optimiser, lr_factor
+from draw_exp.optim import adam, check_optimiser, linear_warmup, lr_factor
 
 STAGES = ("train", "val", "test")
 TERMS = ("recon", "kl", "loss")
@@ -36,8 +36,11 @@ class DrawModule(pl.LightningModule):
 
     Batches are ``(images, indices)`` (or bare images). Validation and test draw each image's noise from a
     generator seeded by ``eval_noise_seed`` and the image's index, so their bound does not depend on the batch
-    size, the number of devices or the global RNG. ``nonfinite``: what a NaN or infinite training loss does:
-    ``error`` stops with the step and the terms named, ``skip`` skips that batch (on every rank) and counts it.
+    size, the number of devices or the global RNG. ``kl_warmup_steps``: the training objective weighs the KL term
+    by a factor rising linearly to 1 over that many optimiser steps (0: the ELBO from the start); every logged
+    term and every validation and test bound is the unweighted ELBO. ``nonfinite``: what a NaN or infinite
+    training loss does: ``error`` stops with the step and the terms named, ``skip`` skips that batch (on every
+    rank) and counts it.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class DrawModule(pl.LightningModule):
         max_skipped_batches: int = 20,
         lr_warmup_steps: int = 0,
         lr_half_life_steps: int | None = None,
+        kl_warmup_steps: int = 0,
         compile: str | None = None,  # noqa: A002 (the hyperparameter's name in old checkpoints)
     ):
         super().__init__()
@@ -63,6 +67,7 @@ class DrawModule(pl.LightningModule):
         check_int_range("model.eval_noise_seed", eval_noise_seed, 0)
         check_choice("model.nonfinite", nonfinite, NONFINITE)
         check_int_range("model.max_skipped_batches", max_skipped_batches, 0)
+        check_int_range("model.kl_warmup_steps", kl_warmup_steps, 0)
         if compile is not None:  # checkpoints written before model.engine existed name their engine this way
             engine = ENGINE_OF_OLD_COMPILE.get(compile, compile)
         attention = dict(attention or {"type": "gaussian", "read_size": 2, "write_size": 5})
@@ -84,6 +89,7 @@ class DrawModule(pl.LightningModule):
                 "max_skipped_batches": max_skipped_batches,
                 "lr_warmup_steps": lr_warmup_steps,
                 "lr_half_life_steps": lr_half_life_steps,
+                "kl_warmup_steps": kl_warmup_steps,
             }
         )
         attention_type = attention.pop("type", "gaussian")
@@ -156,6 +162,10 @@ class DrawModule(pl.LightningModule):
         x = unpack_batch(batch)[0]
         terms = self.loss_terms(x)
         loss = terms["loss"].mean()
+        kl_weight = self.kl_weight(self.global_step)
+        if kl_weight < 1:  # KL warm-up: the objective is not the ELBO yet; the logged terms still are
+            loss = (terms["recon"] + kl_weight * terms["kl"]).mean()
+            self.log("train/kl_weight", kl_weight, on_step=True, on_epoch=False, batch_size=x.shape[0])
         # Every rank must take the same branch, or DDP's gradient all-reduce would hang.
         if not self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True):
             message = self.nonfinite_message(terms, batch_idx)
@@ -200,6 +210,12 @@ class DrawModule(pl.LightningModule):
     def lr_factor(self, step: int) -> float:
         """The learning rate at optimiser step ``step`` over ``model.lr`` (see :func:`draw_exp.optim.lr_factor`)."""
         return lr_factor(step, self.hparams.lr_warmup_steps, self.hparams.lr_half_life_steps)
+
+    def kl_weight(self, step: int) -> float:
+        """The weight of the KL term in the training objective at optimiser step ``step``: (step + 1) /
+        ``kl_warmup_steps`` up to 1 (Bowman et al., 2016), so the model learns to use its latents before their cost
+        is paid in full."""
+        return linear_warmup(step, self.hparams.kl_warmup_steps)
 
     def configure_optimizers(self):
         h = self.hparams

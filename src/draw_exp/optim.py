@@ -16,12 +16,16 @@ def check_optimiser(lr, betas, lr_warmup_steps: int, lr_half_life_steps: int | N
         check_int_range("model.lr_half_life_steps", lr_half_life_steps, 1)
 
 
+def linear_warmup(step: int, warmup: int) -> float:
+    """(step + 1) / ``warmup`` up to 1 at optimiser step ``step`` (0-based); 1 throughout when ``warmup`` is 0."""
+    return min(1.0, (step + 1) / warmup) if warmup else 1.0
+
+
 def lr_factor(step: int, warmup: int, half_life: int | None) -> float:
     """The learning rate at optimiser step ``step`` over ``model.lr``: a linear warm-up over ``warmup`` steps, then
     halved every ``half_life`` steps (a function of the step alone, so a run stopped by time or resumed with other
     limits follows the same schedule)."""
-    factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
-    return factor * (0.5 ** (step / half_life) if half_life else 1.0)
+    return linear_warmup(step, warmup) * (0.5 ** (step / half_life) if half_life else 1.0)
 
 
 def adam(parameters, lr: float, betas, lr_warmup_steps: int, lr_half_life_steps: int | None):

@@ -10,12 +10,12 @@ from draw_exp.likelihoods import bernoulli_nll
 from draw_exp.model import DRAW, NoAttention, auto_engine
 
 
-def loss_and_grads(model, engine, x, noise, return_log_ratio=False):
+def loss_and_grads(model, engine, x, noise, return_log_ratio=False, kl_weight=1.0):
     """The loss (a term on the log-ratio too, when asked: μ and log σ used beside the KL) and every gradient."""
     model.set_engine(engine, compiled=False)
     model.zero_grad()
     out = model(x, noise=noise, return_log_ratio=return_log_ratio)
-    loss = bernoulli_nll(out.canvas_logits, x) + out.kl.sum(1)
+    loss = bernoulli_nll(out.canvas_logits, x) + kl_weight * out.kl.sum(1)
     if return_log_ratio:
         loss = loss + 0.3 * out.log_ratio.square().sum(1)
     loss = loss.mean()
@@ -63,6 +63,19 @@ def test_each_engine_is_exact_for_a_window_far_outside_the_image(engine):
     loss, grads = loss_and_grads(model, engine, x, noise)
     assert torch.isfinite(loss) and all(torch.isfinite(g).all() for g in grads.values())
     assert_same((loss, grads), loss_and_grads(model, "textbook", x, noise), rtol=1e-5)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_each_engine_gives_the_textbook_gradients_of_a_kl_weighted_loss(engine):
+    """KL warm-up (model.kl_warmup_steps) trains on reconstruction + w·KL with w < 1."""
+    torch.manual_seed(4)
+    model = small()
+    x = torch.rand(6, 1, 12, 12).bernoulli()
+    noise = torch.randn(3, 6, 4)
+    expected = loss_and_grads(model, "textbook", x, noise, kl_weight=0.3)
+    assert_same(loss_and_grads(model, engine, x, noise, kl_weight=0.3), expected, rtol=1e-5)
+    unweighted = loss_and_grads(model, "textbook", x, noise)
+    assert not torch.allclose(expected[1]["encoder.weight_ih"], unweighted[1]["encoder.weight_ih"])
 
 
 @pytest.mark.parametrize("engine", ENGINES)
