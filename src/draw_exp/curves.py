@@ -81,10 +81,10 @@ def plot(
     fig, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for label, rows in curves.items():
         x = [r["step"] / steps_per_epoch for r in rows] if steps_per_epoch else [r["epoch"] for r in rows]
-        by_epoch.plot(x, [r["value"] for r in rows], label=label)
+        (line,) = by_epoch.plot(x, [r["value"] for r in rows], label=label)
         timed = [r for r in rows if r["elapsed_s"] is not None]
-        if timed:
-            by_time.plot([r["elapsed_s"] / 3600 for r in timed], [r["value"] for r in timed], label=label)
+        if timed:  # in the curve's own colour: a run without wall times must not shift the others' colours
+            by_time.plot([r["elapsed_s"] / 3600 for r in timed], [r["value"] for r in timed], color=line.get_color())
     for name, value in (reference or {}).items():
         for ax in (by_epoch, by_time):
             ax.axhline(value, color="grey", linestyle="--", linewidth=1)
