@@ -67,7 +67,7 @@ def test_top_level_keys_reach_the_model(tmp_path):
 
 
 # (lr, lr_warmup_steps, kl_warmup_steps, lr_half_life_steps): each preset's recipe as measured (docs/results.md)
-RECIPES = {"mnist_gaussian": (2e-3, 300, 500, 5000), "mnist_none": (1e-3, 0, 0, 10000)}
+RECIPES = {"mnist_gaussian": (2e-3, 300, 500, 5000), "mnist_none": (2e-3, 300, 500, 5000)}
 
 
 @pytest.mark.parametrize("experiment,attention", [("mnist_gaussian", "gaussian"), ("mnist_none", "none")])
