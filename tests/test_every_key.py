@@ -44,6 +44,7 @@ REFUSED = {
     "model.lr_warmup_steps": ("-1", []),
     "model.lr_half_life_steps": ("0", []),
     "model.kl_warmup_steps": ("-1", []),
+    "model.weight_decay": ("-0.1", []),
     "model.nonfinite": ("ignore", []),
     "model.max_skipped_batches": ("-1", []),
     "model.classes": ("1", ["model=classifier"]),
@@ -68,6 +69,7 @@ MORE_BAD_VALUES = [
     ("trainer.max_steps", "abc"),  # a TypeError deep in Lightning
     ("model.betas", "[0.9,1.5]"),
     ("attention.read_size", "0"),
+    ("model.weight_decay", "abc"),
 ]
 # train() checks these first, before reading a checkpoint or seeding anything
 CHECKED_BY_TRAIN = {"seed", "float32_matmul_precision"}

@@ -27,3 +27,12 @@ def test_training_step_returns_the_mean_cross_entropy():
     loss = module.training_step((x, labels), 0)
     expected = torch.nn.functional.cross_entropy(module.model(x).logits, labels)
     torch.testing.assert_close(loss, expected)
+
+
+def test_weight_decay_makes_the_optimiser_adamw_with_that_decay():
+    attention = {"type": "gaussian", "read_size": 4}
+    small = {"image_shape": (1, 16, 16), "T": 2, "lstm_size": 8, "attention": attention}
+    optimizer = ClassifierModule(**small, weight_decay=0.1).configure_optimizers()
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert optimizer.param_groups[0]["weight_decay"] == 0.1
+    assert type(ClassifierModule(**small).configure_optimizers()) is torch.optim.Adam

@@ -229,6 +229,21 @@ def test_learning_rate_schedule_warms_up_then_halves_every_half_life():
         tiny(lr_half_life_steps=0)
 
 
+def test_weight_decay_shrinks_each_weight_by_rate_times_decay_apart_from_the_gradient_step():
+    """AdamW's decoupled decay: with zero gradients Adam's own step is 0, so one step leaves exactly
+    p × (1 − lr × weight_decay); plain Adam (weight_decay 0, the default) leaves p as it is."""
+    for weight_decay, factor in ((0.0, 1.0), (0.5, 1 - 1e-2 * 0.5)):
+        module = tiny(lr=1e-2, weight_decay=weight_decay)
+        optimizer = module.configure_optimizers()
+        before = [p.detach().clone() for p in module.parameters()]
+        for p in module.parameters():
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+        for old, new in zip(before, module.parameters(), strict=True):
+            torch.testing.assert_close(new.detach(), old * factor)
+    assert module.hparams.weight_decay == 0.5  # kept in the checkpoint's settings
+
+
 class RecordsObjective(DrawModule):
     """Records each training step's KL weight, its ELBO terms and the objective it returned."""
 

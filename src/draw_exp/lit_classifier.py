@@ -46,9 +46,10 @@ class ClassifierModule(pl.LightningModule):
         betas: tuple[float, float] = (0.9, 0.999),
         lr_warmup_steps: int = 0,
         lr_half_life_steps: int | None = None,
+        weight_decay: float = 0.0,
     ):
         super().__init__()
-        check_optimiser(lr, betas, lr_warmup_steps, lr_half_life_steps)
+        check_optimiser(lr, betas, lr_warmup_steps, lr_half_life_steps, weight_decay)
         attention = dict(attention or {"type": "gaussian", "read_size": 12})
         if attention.get("type") != "gaussian":
             raise ConfigError(
@@ -66,6 +67,7 @@ class ClassifierModule(pl.LightningModule):
                 "betas": [float(b) for b in betas],
                 "lr_warmup_steps": lr_warmup_steps,
                 "lr_half_life_steps": lr_half_life_steps,
+                "weight_decay": float(weight_decay),
             }
         )
         check_int_range("model.classes", classes, 2)
@@ -110,7 +112,7 @@ class ClassifierModule(pl.LightningModule):
 
     def configure_optimizers(self):
         h = self.hparams
-        return adam(self.parameters(), h.lr, h.betas, h.lr_warmup_steps, h.lr_half_life_steps)
+        return adam(self.parameters(), h.lr, h.betas, h.lr_warmup_steps, h.lr_half_life_steps, h.weight_decay)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["module"] = CHECKPOINT_KIND

@@ -60,10 +60,11 @@ class DrawModule(pl.LightningModule):
         lr_warmup_steps: int = 0,
         lr_half_life_steps: int | None = None,
         kl_warmup_steps: int = 0,
+        weight_decay: float = 0.0,
         compile: str | None = None,  # noqa: A002 (the hyperparameter's name in old checkpoints)
     ):
         super().__init__()
-        check_optimiser(lr, betas, lr_warmup_steps, lr_half_life_steps)
+        check_optimiser(lr, betas, lr_warmup_steps, lr_half_life_steps, weight_decay)
         check_int_range("model.eval_noise_seed", eval_noise_seed, 0)
         check_choice("model.nonfinite", nonfinite, NONFINITE)
         check_int_range("model.max_skipped_batches", max_skipped_batches, 0)
@@ -90,6 +91,7 @@ class DrawModule(pl.LightningModule):
                 "lr_warmup_steps": lr_warmup_steps,
                 "lr_half_life_steps": lr_half_life_steps,
                 "kl_warmup_steps": kl_warmup_steps,
+                "weight_decay": float(weight_decay),
             }
         )
         attention_type = attention.pop("type", "gaussian")
@@ -219,4 +221,4 @@ class DrawModule(pl.LightningModule):
 
     def configure_optimizers(self):
         h = self.hparams
-        return adam(self.parameters(), h.lr, h.betas, h.lr_warmup_steps, h.lr_half_life_steps)
+        return adam(self.parameters(), h.lr, h.betas, h.lr_warmup_steps, h.lr_half_life_steps, h.weight_decay)
