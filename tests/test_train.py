@@ -128,6 +128,7 @@ def test_bad_values_fail_before_any_data_is_read(override, key, tmp_path):
     assert result.returncode != 0
     assert f"{key}=" in result.stderr and "not allowed" in result.stderr, result.stderr[-2000:]
     assert "MNIST" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # the error alone, nothing logged before it
 
 
 def test_an_unknown_attention_option_lists_the_allowed_ones(tmp_path):

@@ -119,7 +119,7 @@ def run_evaluate(cfg: DictConfig) -> list[dict]:
     if cfg.limit_images is not None:
         check_int_range("limit_images", cfg.limit_images, 1)
     device = resolve_device(cfg.device)
-    pl.seed_everything(cfg.seed)
+    pl.seed_everything(cfg.seed, verbose=False)
     module, checkpoint = load_checkpoint(cfg.ckpt_path, device)
     classifier = isinstance(module, ClassifierModule)
     if classifier and ks:
@@ -159,7 +159,7 @@ def run_sample(cfg: DictConfig) -> dict:
     for key in ("animated", "strip_every", "scale"):
         check_int_range(key, cfg[key], 1)
     device = resolve_device(cfg.device)
-    pl.seed_everything(cfg.seed)
+    pl.seed_everything(cfg.seed, verbose=False)
     module, checkpoint = load_checkpoint(cfg.ckpt_path, device)
     if isinstance(module, ClassifierModule):
         return sample_glimpses(cfg, module, checkpoint, device)

@@ -164,7 +164,8 @@ def log_run_settings(cfg: DictConfig, datamodule, trainer) -> None:
     per_device = datamodule.batch_size
     effective = per_device * trainer.world_size * trainer.accumulate_grad_batches
     log.info(
-        "batch size %d per device, %d effective (%d devices x %d nodes, accumulating %d)",
+        "seed %d; batch size %d per device, %d effective (%d devices x %d nodes, accumulating %d)",
+        cfg.seed,
         per_device,
         effective,
         trainer.num_devices,
@@ -225,7 +226,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if checkpoint is not None:
         check_same_model(cfg, checkpoint, ckpt_path)
     weights = initial_weights(cfg)
-    pl.seed_everything(cfg.seed, workers=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)  # logged with the run's settings, after its checks
     launch_ddp_ranks_with_job_overrides()
     with one_job_of_ddp():
         datamodule, module, trainer = build(cfg, checkpoint)
