@@ -53,12 +53,23 @@ def test_evaluate_takes_the_checkpoints_data_and_adds_its_results_beside_it(trai
         assert row["nll_bound"] > 0 and row["stderr"] > 0 and row["seconds"] >= 0 and row["global_step"] == 6
     assert rows[2]["nll_bound"] < rows[0]["nll_bound"]  # 20 samples: tighter than the ELBO
 
-    again = run_script(
-        "evaluate.py", f"ckpt_path={ckpt}", "split=val", "limit_images=7", f"hydra.run.dir={root / 'eval2'}", cwd=root
-    )
-    assert again.returncode == 0, again.stderr[-3000:]
+    first = rows
+    for run in ("eval2", "eval3"):  # the same seed twice: the same bound, to the last digit
+        again = run_script(
+            "evaluate.py",
+            f"ckpt_path={ckpt}",
+            "split=val",
+            "limit_images=7",
+            "iw_samples=5",
+            "seed=3",
+            f"hydra.run.dir={root / run}",
+            cwd=root,
+        )
+        assert again.returncode == 0, again.stderr[-3000:]
     rows = json.loads(ckpt.with_suffix(".eval.json").read_text())
-    assert len(rows) == 4 and rows[:3] == rows[:3] and (rows[3]["split"], rows[3]["images"]) == ("val", 7)
+    assert len(rows) == 7 and rows[:3] == first
+    assert [(r["split"], r["images"], r["seed"]) for r in rows[3:]] == [("val", 7, 3)] * 4
+    assert rows[4]["K"] == rows[6]["K"] == 5 and rows[4]["nll_bound"] == rows[6]["nll_bound"]
 
 
 def test_limit_images_spreads_over_the_split(trained):

@@ -141,6 +141,7 @@ def run_evaluate(cfg: DictConfig) -> list[dict]:
                 "split": cfg.split,
                 "checkpoint": str(cfg.ckpt_path),
                 "global_step": checkpoint.get("global_step"),
+                "seed": cfg.seed,  # with split, images and K: enough to repeat the row exactly
                 "device": str(device),
                 "evaluated_at": when,
             }
