@@ -66,6 +66,14 @@ def test_top_level_keys_reach_the_model(tmp_path):
     assert module.hparams.lr == 0.01
 
 
+@pytest.mark.parametrize("data", ["cluttered_mnist", "two_digit_mnist"])
+def test_the_runs_seed_composes_the_training_images(data, tmp_path):
+    # another seed, other training images: a model continued with init_from and seed=1 meets images it has not seen
+    for seed in (0, 5):
+        datamodule, _, _ = build(compose_config(f"data={data}", f"seed={seed}", tmp_path=tmp_path))
+        assert datamodule.compose_seed == seed
+
+
 # (lr, lr_warmup_steps, kl_warmup_steps, lr_half_life_steps): each preset's recipe as measured (docs/results.md)
 RECIPES = {"mnist_gaussian": (2e-3, 300, 500, 5000), "mnist_none": (2e-3, 300, 500, 5000)}
 

@@ -25,6 +25,7 @@ REFUSED = {
     "data.val_size": ("0", []),
     "data.split_seed": ("-1", []),
     "data.eval_seed": ("-1", []),
+    "data.compose_seed": ("-1", ["data=cluttered_mnist"]),
     "data.side": ("20", ["data=two_digit_mnist"]),
     "data.train_images": ("0", ["data=two_digit_mnist"]),
     "data.val_images": ("0", ["data=two_digit_mnist"]),

@@ -156,6 +156,27 @@ def test_training_images_are_composed_anew_each_epoch_from_the_same_digits(mnist
     assert torch.equal(training_images_at(resumed, 1), second)
 
 
+def test_another_compose_seed_gives_other_training_images_and_the_same_validation_and_test(mnist_dir):
+    runs = {}
+    for seed in (0, 7):
+        dm = cluttered(mnist_dir, compose_seed=seed)
+        dm.trainer = Epoch()
+        dm.setup()
+        runs[seed] = dm, [training_images_at(dm, epoch) for epoch in range(3)]
+    (first, first_train), (other, other_train) = runs[0], runs[7]
+    for split in ("val", "test"):
+        assert torch.equal(first.datasets[split].images, other.datasets[split].images)
+    # no epoch of the second run repeats an epoch of the first, and its own epochs differ from each other
+    for mine in other_train:
+        assert not any(torch.equal(mine, theirs) for theirs in first_train)
+    assert not torch.equal(other_train[1], other_train[2])
+    assert torch.equal(runs[7][0].datasets["train"].labels, runs[0][0].datasets["train"].labels)
+    # 0 keeps the streams runs had before the key existed
+    assert torch.equal(first_train[1], first.compose("train", np.random.default_rng([0, 0, 1])).images)
+    with pytest.raises(ConfigError, match=r"^data\.compose_seed=-1"):
+        cluttered(mnist_dir, compose_seed=-1)
+
+
 def test_two_digit_training_images_are_composed_anew_each_epoch(mnist_dir):
     dm = two_digits(mnist_dir)
     dm.trainer = Epoch()

@@ -15,9 +15,14 @@ from draw_exp.errors import check_int_range
 SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}  # one random stream per split: the test set never moves
 
 
-def composition_rng(split_seed: int, split: str, epoch: int = 0) -> np.random.Generator:
+def composition_rng(split_seed: int, split: str, epoch: int = 0, compose_seed: int = 0) -> np.random.Generator:
     """The random stream that composes ``split``: its own for each split, so the test set never moves, and for
-    each training epoch (epoch 0's is the one fixed sets use, so they do not change when recomposition is on)."""
+    each training epoch (epoch 0's is the one fixed sets use, so they do not change when recomposition is on).
+    ``compose_seed`` moves the training streams only: another value gives training images no run with the first
+    one saw (a model continued with ``init_from`` would otherwise meet its first run's images again, epoch by
+    epoch); 0 keeps the streams every run before the key had."""
+    if split == "train" and compose_seed:
+        return np.random.default_rng([split_seed, SPLIT_STREAMS[split], epoch, compose_seed])
     return np.random.default_rng([split_seed, SPLIT_STREAMS[split]] + ([epoch] if epoch else []))
 
 
@@ -52,11 +57,13 @@ class ComposedMNISTDataModule(MNISTDataModule):
     start of every epoch, from the same digits with the epoch's own seeded stream: new places and distractors each
     epoch, so a model cannot learn the training images by heart (with one fixed set the cluttered-MNIST classifier
     reached 2% training error against 8% on validation, docs/experiments.md), and a resumed run sees the images an
-    uninterrupted one would. Validation and test sets never change."""
+    uninterrupted one would. ``compose_seed`` (the run's ``seed`` in the configs) chooses the training images' streams:
+    another seed, other training images. Validation and test sets never change."""
 
-    def __init__(self, recompose_train: bool = True, **kwargs):
+    def __init__(self, recompose_train: bool = True, compose_seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.recompose_train = bool(recompose_train)
+        self.compose_seed = check_int_range("data.compose_seed", compose_seed, 0)
         self.digits: dict[str, torch.Tensor] = {}  # uint8 [N, 1, 28, 28] per split
         self.labels: dict[str, torch.Tensor] = {}  # int64 [N] per split
         self.train_epoch = 0  # the epoch whose composition datasets["train"] holds
@@ -73,12 +80,15 @@ class ComposedMNISTDataModule(MNISTDataModule):
         if self.datasets:
             return
         self.digits, self.labels = self.load_labelled_splits()
-        self.datasets = {split: self.compose(split, composition_rng(self.split_seed, split)) for split in SPLIT_STREAMS}
+        self.datasets = {split: self.compose(split, self.rng(split)) for split in SPLIT_STREAMS}
+
+    def rng(self, split: str, epoch: int = 0) -> np.random.Generator:
+        return composition_rng(self.split_seed, split, epoch, self.compose_seed)
 
     def train_dataloader(self):
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         if self.recompose_train and epoch != self.train_epoch:
-            self.datasets["train"] = self.compose("train", composition_rng(self.split_seed, "train", epoch))
+            self.datasets["train"] = self.compose("train", self.rng("train", epoch))
             self.train_epoch = epoch
         return super().train_dataloader()
 
