@@ -205,7 +205,9 @@ def count_ops(step) -> int:
     return counter.count
 
 
-class ModeTimeout(Exception):
+class ModeTimeout(BaseException):
+    # Not an Exception: the alarm may fire inside library code (compilation) whose `except Exception` would
+    # swallow it and let the mode run on past its limit.
     pass
 
 
