@@ -1,11 +1,15 @@
-"""Callbacks: what the pictures callback sends to W&B."""
+"""Callbacks: what the pictures callback sends to W&B; the moving average of the weights."""
 
 from types import SimpleNamespace
 
+import pytest
+import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import WandbLogger
 
-from draw_exp.callbacks import send_pictures
+from draw_exp.callbacks import ExponentialMovingAverage, send_pictures
+from draw_exp.errors import ConfigError
 from draw_exp.model import DRAW
 from draw_exp.pictures import render_all
 
@@ -51,3 +55,126 @@ def test_the_kl_per_step_reaches_wandb_as_a_native_bar_chart_of_its_values(tmp_p
     assert all(kl > 0 for _, kl in chart.table.data)  # KL in nats per step, not placeholders
     assert logger.sent["pictures/kl_per_step"][0] == "image"  # the matplotlib picture stays, for every logger
     assert logger.sent["pictures/drawing_samples"][0] == "video"
+
+
+class Regression(pl.LightningModule):
+    """A linear map fitted by SGD: small enough to follow every weight by hand. Validation and test read the same
+    batch, so their losses must agree when they see the same weights."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.layer = torch.nn.Linear(3, 1)
+        self.x = torch.randn(16, 3)
+        self.y = self.x @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.3
+
+    def loss(self):
+        return torch.nn.functional.mse_loss(self.layer(self.x), self.y)
+
+    def training_step(self, batch, batch_idx):
+        return self.loss()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", self.loss())
+
+    def test_step(self, batch, batch_idx):
+        self.log("test/loss", self.loss())
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def loader(self, batches):
+        return torch.utils.data.DataLoader(torch.zeros(batches, 1), batch_size=1)
+
+    def train_dataloader(self):
+        return self.loader(5)
+
+    def val_dataloader(self):
+        return self.loader(1)
+
+    def test_dataloader(self):
+        return self.loader(1)
+
+
+class WeightsAfterEachStep(pl.Callback):
+    def __init__(self):
+        self.steps = []  # the raw weights after each optimiser step, flattened
+        self.validated = []  # the weights each validation saw
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.steps.append(torch.nn.utils.parameters_to_vector(pl_module.parameters()).detach().clone())
+
+    def on_validation_epoch_end(self, trainer, pl_module):  # before the average's callback (it comes later) swaps back
+        if not trainer.sanity_checking:
+            self.validated.append(torch.nn.utils.parameters_to_vector(pl_module.parameters()).detach().clone())
+
+
+def fit_with_average(tmp_path, decay, start_step, save_top_k=1):
+    module, seen = Regression(), WeightsAfterEachStep()
+    ema = ExponentialMovingAverage(decay=decay, start_step=start_step)
+    best = ModelCheckpoint(dirpath=tmp_path, monitor="val/loss", save_top_k=save_top_k)
+    trainer = pl.Trainer(
+        max_epochs=2, callbacks=[seen, ema, best], logger=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu", default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(module)
+    return module, seen, trainer, best
+
+
+def moving_average(steps, decay, start_step):
+    average = None
+    for weights in steps[start_step:]:
+        average = weights if average is None else decay * average + (1 - decay) * weights
+    return average
+
+
+def test_the_moving_average_is_what_validation_checkpoints_the_test_and_the_end_of_training_see(tmp_path):
+    module, seen, trainer, best = fit_with_average(tmp_path, decay=0.7, start_step=2)
+    # 2 epochs of 5 steps; the average takes in steps 2..4 by the first validation, 2..9 by the second
+    first, final = moving_average(seen.steps[:5], 0.7, 2), moving_average(seen.steps, 0.7, 2)
+    assert torch.allclose(seen.validated[0], first, atol=1e-6) and torch.allclose(seen.validated[1], final, atol=1e-6)
+    assert not torch.allclose(final, seen.steps[-1], atol=1e-3)  # the average is not the last step's weights
+    kept = torch.nn.utils.parameters_to_vector(module.parameters()).detach()
+    assert torch.allclose(kept, final, atol=1e-6)  # training ends holding the average
+
+    checkpoint = torch.load(best.best_model_path, weights_only=True)
+    saved = torch.cat([checkpoint["state_dict"][k].flatten() for k in ("layer.weight", "layer.bias")])
+    raw = torch.cat([checkpoint["current_model_state"][k].flatten() for k in ("layer.weight", "layer.bias")])
+    epoch = checkpoint["epoch"]
+    assert torch.allclose(saved, seen.validated[epoch], atol=1e-6)  # the weights its validation score is of
+    assert torch.allclose(raw, seen.steps[5 * epoch + 4], atol=1e-6)  # for resumes: the raw weights of that step
+
+    tested = trainer.test(module, ckpt_path=best.best_model_path, weights_only=True, verbose=False)[0]["test/loss"]
+    assert tested == pytest.approx(float(best.best_model_score), rel=1e-6)  # the average tested, not the raw weights
+
+
+def test_before_its_start_step_the_average_stays_out_of_validation_and_checkpoints(tmp_path):
+    _, seen, _, _ = fit_with_average(tmp_path, decay=0.5, start_step=7, save_top_k=-1)
+    assert torch.allclose(seen.validated[0], seen.steps[4])  # step 7 not reached by the first validation
+    assert torch.allclose(seen.validated[1], moving_average(seen.steps, 0.5, 7), atol=1e-6)
+    first = torch.load(tmp_path / "epoch=0-step=5.ckpt", weights_only=True)
+    assert "current_model_state" not in first  # nothing averaged yet: the raw weights, as without the callback
+    assert torch.allclose(first["state_dict"]["layer.bias"], seen.steps[4][-1:])
+    assert "current_model_state" in torch.load(tmp_path / "epoch=1-step=10.ckpt", weights_only=True)
+
+
+@pytest.mark.parametrize("decay", [0, 1, 1.5, -0.1, True, "0.9"])
+def test_a_decay_outside_zero_to_one_is_refused_naming_the_key(decay):
+    with pytest.raises(ConfigError, match=r"callbacks\.ema\.decay=.*must be a number in \(0, 1\)"):
+        ExponentialMovingAverage(decay=decay)
+
+
+def test_a_run_resumed_from_a_checkpoint_keeps_averaging_as_the_uninterrupted_run_does(tmp_path):
+    whole, _, _, _ = fit_with_average(tmp_path / "whole", decay=0.6, start_step=1)
+
+    module, ema = Regression(), ExponentialMovingAverage(decay=0.6, start_step=1)
+    first = ModelCheckpoint(dirpath=tmp_path / "split", save_last=True)
+    options = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                   default_root_dir=tmp_path)  # fmt: skip
+    pl.Trainer(max_epochs=1, callbacks=[ema, first], num_sanity_val_steps=0, **options).fit(module)
+    module, ema = Regression(), ExponentialMovingAverage(decay=0.6, start_step=1)
+    resumed = pl.Trainer(max_epochs=2, callbacks=[ema], num_sanity_val_steps=0, enable_checkpointing=False, **options)
+    resumed.fit(module, ckpt_path=tmp_path / "split" / "last.ckpt", weights_only=True)
+
+    vector = torch.nn.utils.parameters_to_vector
+    assert torch.allclose(vector(module.parameters()), vector(whole.parameters()), atol=1e-6)

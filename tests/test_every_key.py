@@ -63,7 +63,11 @@ REFUSED = {
     "callbacks.glimpses.num_images": ("0", ["experiment=cluttered_mnist"]),
     "callbacks.glimpses.scale": ("0", ["experiment=cluttered_mnist"]),
     "callbacks.glimpses.every_n_epochs": ("0", ["experiment=cluttered_mnist"]),
+    "callbacks.ema.decay": ("1", ["+callbacks/ema=exponential"]),
+    "callbacks.ema.start_step": ("-1", ["+callbacks/ema=exponential"]),
 }
+# options a user adds to the defaults rather than choosing among a group's files
+ADDED_OPTIONS = ["+callbacks/ema=exponential"]
 MORE_BAD_VALUES = [
     ("trainer.devices", "3"),  # one process without DDP: Lightning would silently start 3
     ("trainer.gradient_clip_val", "0"),  # would silently turn clipping off
@@ -71,6 +75,7 @@ MORE_BAD_VALUES = [
     ("model.betas", "[0.9,1.5]"),
     ("attention.read_size", "0"),
     ("model.weight_decay", "abc"),
+    ("callbacks.ema.decay", "0"),
 ]
 # train() checks these first, before reading a checkpoint or seeding anything
 CHECKED_BY_TRAIN = {"seed", "float32_matmul_precision"}
@@ -159,8 +164,8 @@ def leaf_keys(node: DictConfig, prefix: str = "") -> set[str]:
 
 def test_every_key_of_every_option_is_refused_when_bad_or_accepted_for_a_reason(tmp_path):
     keys = set()
-    for group, option in OPTIONS:
-        keys |= leaf_keys(compose_config(f"{group}={option}", tmp_path=tmp_path))
+    for override in [f"{group}={option}" for group, option in OPTIONS] + ADDED_OPTIONS:
+        keys |= leaf_keys(compose_config(override, tmp_path=tmp_path))
     keys = {k for k in keys if not k.endswith("._target_") and k != "hydra"}
     listed = set(REFUSED) | set(REFUSED_BY_LIGHTNING) | set(ACCEPTED)
     unlisted = sorted(keys - listed)

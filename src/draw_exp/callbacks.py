@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, WeightAveraging
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from draw_exp.data import unpack_batch
-from draw_exp.errors import check_int_range
+from draw_exp.errors import ConfigError, check_int_range
 from draw_exp.pictures import fixed_noise, glimpse_trajectories, render_all
 
 
@@ -117,6 +117,56 @@ class GlimpsePictures(pl.Callback):
         send_pictures(
             trainer, glimpse_trajectories(pl_module.model, *self.val_batch, pictures_folder(trainer), self.scale)
         )
+
+
+class ExponentialMovingAverage(WeightAveraging):
+    """Polyak averaging: an exponential moving average of the weights, ``average ← decay·average + (1 − decay)·w``
+    after every optimiser step from ``start_step`` on (the first such step copies the weights), is what validation
+    measures, what the best checkpoint is chosen by, what checkpoints hold as ``state_dict`` (so evaluate.py,
+    sample.py, ``init_from`` and the slim copies read the average; the raw weights go in ``current_model_state``
+    for resumes) and what the run tests and keeps at the end. Lightning's WeightAveraging does the work; this
+    adds the start step, and keeps the test on the average (Lightning's would reload the raw weights there)."""
+
+    def __init__(self, decay: float = 0.999, start_step: int = 0):
+        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
+            raise ConfigError(
+                f"callbacks.ema.decay={decay!r} is not allowed: must be a number in (0, 1), "
+                "the weight the average keeps at each step (0.999 averages over about 1,000 steps)"
+            )
+        self.start_step = check_int_range("callbacks.ema.start_step", start_step, 0)
+        self.decay = float(decay)
+        self.swapped = False  # the average is in the module for this validation
+        super().__init__(multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(self.decay))
+
+    def should_update(self, step_idx=None, epoch_idx=None) -> bool:
+        return step_idx is not None and step_idx >= self.start_step
+
+    def averaging(self) -> bool:
+        """Whether the average has taken in a step yet; before that it is only a copy of the initial weights."""
+        return self._average_model is not None and int(self._average_model.n_averaged) > 0
+
+    def on_validation_epoch_start(self, trainer, pl_module):
+        self.swapped = self.averaging()
+        if self.swapped:
+            super().on_validation_epoch_start(trainer, pl_module)
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if self.swapped:
+            super().on_validation_epoch_end(trainer, pl_module)
+        self.swapped = False
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        if self.averaging():
+            super().on_save_checkpoint(trainer, pl_module, checkpoint)
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint):
+        # Outside fitting (the run's test of its best checkpoint) the module already holds the average.
+        if trainer.state.fn == "fit" and "current_model_state" in checkpoint:
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
+
+    def on_train_end(self, trainer, pl_module):
+        if self.averaging():
+            super().on_train_end(trainer, pl_module)
 
 
 class PeriodicCheckpoint(ModelCheckpoint):
