@@ -135,7 +135,6 @@ class ExponentialMovingAverage(WeightAveraging):
             )
         self.start_step = check_int_range("callbacks.ema.start_step", start_step, 0)
         self.decay = float(decay)
-        self.swapped = False  # the average is in the module for this validation
         super().__init__(multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(self.decay))
 
     def should_update(self, step_idx=None, epoch_idx=None) -> bool:
@@ -145,15 +144,15 @@ class ExponentialMovingAverage(WeightAveraging):
         """Whether the average has taken in a step yet; before that it is only a copy of the initial weights."""
         return self._average_model is not None and int(self._average_model.n_averaged) > 0
 
+    # No optimiser step runs during a validation, so averaging() answers the same at its start and its end: the
+    # swap in and the swap back always pair.
     def on_validation_epoch_start(self, trainer, pl_module):
-        self.swapped = self.averaging()
-        if self.swapped:
+        if self.averaging():
             super().on_validation_epoch_start(trainer, pl_module)
 
     def on_validation_epoch_end(self, trainer, pl_module):
-        if self.swapped:
+        if self.averaging():
             super().on_validation_epoch_end(trainer, pl_module)
-        self.swapped = False
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
         if self.averaging():
