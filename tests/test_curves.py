@@ -84,3 +84,22 @@ def test_a_curve_has_one_colour_in_both_panels_even_after_a_curve_without_wall_t
     by_epoch, by_time = figures[0].axes
     assert len(by_time.lines) == 1
     assert by_time.lines[0].get_color() == by_epoch.lines[1].get_color() != by_epoch.lines[0].get_color()
+
+
+def test_the_legend_covers_neither_panel():
+    """Inside a panel the legend hid curves or the paper's labels, whichever sat in its corner."""
+    import matplotlib.pyplot as plt
+
+    rows = [{"step": s, "epoch": s, "value": 4.5 - 0.01 * s, "elapsed_s": 30.0 * s} for s in range(1, 200)]
+    labels = ["session 23: from the 3.44% model, 5e-5 halving every 50,000 steps, EMA 0.9998", "short", "third"]
+    reference, ylabel = curves.PAPER["val/error"]
+    fig = curves.figure(dict.fromkeys(labels, rows), reference=reference, ylabel=ylabel)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == labels
+    box = legend.get_window_extent(renderer)
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_window_extent(renderer)), ax.get_xlabel()
+        assert not box.overlaps(ax.xaxis.label.get_window_extent(renderer)), ax.get_xlabel()
+    plt.close(fig)
