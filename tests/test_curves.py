@@ -73,17 +73,16 @@ def test_the_paper_lines_follow_the_runs_data_sets(tmp_path, monkeypatch):
     assert drawn == [curves.PAPER["val/nll_bound"][0], {}, {}, curves.PAPER["val/error"][0], {}]
 
 
-def test_a_curve_has_one_colour_in_both_panels_even_after_a_curve_without_wall_times(tmp_path, monkeypatch):
+def test_a_curve_has_one_colour_in_both_panels_even_after_a_curve_without_wall_times():
     import matplotlib.pyplot as plt
 
-    figures = []
-    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to look at its lines
     untimed = [{"step": 100, "epoch": 1, "value": 150.0, "elapsed_s": None}]
     timed = [{"step": 100, "epoch": 1, "value": 140.0, "elapsed_s": 60.0}]
-    plot({"old, another machine": untimed, "new": timed}, tmp_path / "curves.png")
-    by_epoch, by_time = figures[0].axes
+    fig = curves.figure({"old, another machine": untimed, "new": timed})
+    by_epoch, by_time = fig.axes
     assert len(by_time.lines) == 1
     assert by_time.lines[0].get_color() == by_epoch.lines[1].get_color() != by_epoch.lines[0].get_color()
+    plt.close(fig)
 
 
 def test_the_legend_covers_neither_panel():

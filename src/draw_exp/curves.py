@@ -69,7 +69,7 @@ def plot(
     out: str | Path,
     steps_per_epoch: int | None = None,
     reference: dict[str, float] | None = None,
-    ylabel: str = "validation NLL bound (nats per image)",
+    ylabel: str = PAPER["val/nll_bound"][1],
 ) -> Path:
     """Two panels, a validation metric against epochs (or steps / steps_per_epoch) and against wall time (hours);
     ``reference``: horizontal lines, e.g. the paper's figures."""
@@ -81,7 +81,12 @@ def plot(
     return Path(out)
 
 
-def figure(curves, steps_per_epoch=None, reference=None, ylabel="validation NLL bound (nats per image)"):
+def figure(
+    curves: dict[str, list[dict]],
+    steps_per_epoch: int | None = None,
+    reference: dict[str, float] | None = None,
+    ylabel: str = PAPER["val/nll_bound"][1],
+):
     """The matplotlib figure :func:`plot` saves."""
     import matplotlib
 
@@ -114,10 +119,10 @@ def figure(curves, steps_per_epoch=None, reference=None, ylabel="validation NLL 
         ax.grid(alpha=0.3)
     # under the panels: inside them the legend covered curves or the paper's labels, whichever sat in its corner
     handles, labels = by_epoch.get_legend_handles_labels()
-    columns = 1 if max(map(len, labels)) > 60 else 2
-    rows = -(-len(labels) // columns)
+    columns = 1 if max(map(len, labels), default=0) > 60 else 2
+    legend_rows = -(-len(labels) // columns)
     fig.legend(handles, labels, loc="lower center", ncol=columns, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, min(0.05 * rows, 0.4), 1, 1))
+    fig.tight_layout(rect=(0, min(0.05 * legend_rows, 0.4), 1, 1))
     return fig
 
 
