@@ -8,7 +8,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import WandbLogger
 
-from draw_exp.callbacks import ExponentialMovingAverage, send_pictures
+from draw_exp.callbacks import ExponentialMovingAverage, SmoothedMetric, send_pictures
 from draw_exp.errors import ConfigError
 from draw_exp.model import DRAW
 from draw_exp.pictures import render_all
@@ -178,3 +178,60 @@ def test_a_run_resumed_from_a_checkpoint_keeps_averaging_as_the_uninterrupted_ru
 
     vector = torch.nn.utils.parameters_to_vector
     assert torch.allclose(vector(module.parameters()), vector(whole.parameters()), atol=1e-6)
+
+
+class ScriptedValidation(Regression):
+    """Validation logs a scripted ``val/error`` per epoch, so the checkpoint each selection rule picks is known."""
+
+    def __init__(self, errors):
+        super().__init__()
+        self.errors = errors
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/error", float(self.errors[min(self.current_epoch, len(self.errors) - 1)]))
+
+
+ERRORS = [9.0, 4.0, 1.0, 6.0, 3.0, 2.5, 2.8]  # one lucky dip (epoch 2), then a better stretch (epochs 4-6)
+
+
+def fit_smoothed(tmp_path, epochs, window=3, ckpt_path=None, errors=ERRORS):
+    smoothing = SmoothedMetric("val/error", window)
+    best = ModelCheckpoint(dirpath=tmp_path / "best", monitor="val/error_smoothed", save_last=True)
+    trainer = pl.Trainer(
+        max_epochs=epochs, callbacks=[smoothing, best], logger=False, enable_progress_bar=False,
+        enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path, limit_train_batches=1,
+    )  # fmt: skip
+    trainer.fit(ScriptedValidation(errors), ckpt_path=ckpt_path, weights_only=True)
+    return best, smoothing
+
+
+def test_the_smoothed_figure_is_the_mean_of_the_last_window_validations_and_chooses_the_checkpoint(tmp_path):
+    best, smoothing = fit_smoothed(tmp_path, epochs=len(ERRORS))
+    means = [sum(ERRORS[max(0, e - 2) : e + 1]) / len(ERRORS[max(0, e - 2) : e + 1]) for e in range(len(ERRORS))]
+    assert smoothing.values == pytest.approx(ERRORS[-3:])  # the sanity check's validation is not counted
+    assert float(best.best_model_score) == pytest.approx(min(means))
+    # the raw minimum is epoch 2's lucky 1.0; the mean of the last three is lowest at epoch 6 (2.77)
+    assert torch.load(best.best_model_path, weights_only=True)["epoch"] == means.index(min(means)) == 6
+
+
+def test_a_resumed_run_smooths_over_the_validations_before_the_stop(tmp_path):
+    fit_smoothed(tmp_path / "split", epochs=4)
+    best, smoothing = fit_smoothed(tmp_path / "split", epochs=5, ckpt_path=tmp_path / "split" / "best" / "last.ckpt")
+    assert smoothing.values == pytest.approx(ERRORS[2:5])  # epochs 2 and 3 came from the checkpoint
+    assert float(best.current_score) == pytest.approx(sum(ERRORS[2:5]) / 3)
+
+
+def test_a_metric_the_validation_does_not_log_is_refused_naming_the_key(tmp_path):
+    trainer = pl.Trainer(
+        max_epochs=1, callbacks=[SmoothedMetric("val/nll_bound")], logger=False, enable_progress_bar=False,
+        enable_model_summary=False, accelerator="cpu", default_root_dir=tmp_path, enable_checkpointing=False,
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"callbacks\.smoothing\.metric='val/nll_bound'.*logs val/error"):
+        trainer.fit(ScriptedValidation(ERRORS))
+    assert trainer.global_step == 0  # refused at the sanity check, before any training step
+
+
+@pytest.mark.parametrize("window", [0, -1, 2.5, True])
+def test_a_window_below_one_is_refused_naming_the_key(window):
+    with pytest.raises(ConfigError, match=r"callbacks\.smoothing\.window=.*must be an integer >= 1"):
+        SmoothedMetric(window=window)

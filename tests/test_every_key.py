@@ -65,9 +65,10 @@ REFUSED = {
     "callbacks.glimpses.every_n_epochs": ("0", ["experiment=cluttered_mnist"]),
     "callbacks.ema.decay": ("1", ["+callbacks/ema=exponential"]),
     "callbacks.ema.start_step": ("-1", ["+callbacks/ema=exponential"]),
+    "callbacks.smoothing.window": ("0", ["+callbacks/smoothing=mean"]),
 }
 # options a user adds to the defaults rather than choosing among a group's files
-ADDED_OPTIONS = ["+callbacks/ema=exponential"]
+ADDED_OPTIONS = ["+callbacks/ema=exponential", "+callbacks/smoothing=mean"]
 MORE_BAD_VALUES = [
     ("trainer.devices", "3"),  # one process without DDP: Lightning would silently start 3
     ("trainer.gradient_clip_val", "0"),  # would silently turn clipping off
@@ -128,6 +129,7 @@ ACCEPTED = {
     "logger.id": FREE_STRING,
     "logger.tags": "a list of free-text tags",
     "callbacks.checkpoint.monitor": "a logged metric's name: Lightning checks it at the first validation",
+    "callbacks.smoothing.metric": "a logged metric's name: refused, naming the key, at the sanity check's validation",
     "callbacks.periodic_checkpoint.monitor": "null: the periodic checkpoint keeps the newest state, not a best one",
     "data.download": BOOLEAN,
     "data.pin_memory": BOOLEAN,

@@ -206,6 +206,40 @@ class ElapsedTime(pl.Callback):
         self.start = time.monotonic()
 
 
+class SmoothedMetric(pl.Callback):
+    """Logs ``<metric>_smoothed``: the mean of ``metric`` over the last ``window`` validations, for choosing the
+    best checkpoint (``callbacks.checkpoint.monitor``) on a less noisy figure than one validation's. The
+    classifier's validation error on 5,000 images moves by ±0.28 points (one standard error) between checkpoints
+    that differ by 0.1–0.2 in truth, so the minimum over hundreds of validations picks the luckiest, not the best
+    (docs/results.md). The window is kept in checkpoints, so a resumed run smooths as the uninterrupted one."""
+
+    def __init__(self, metric: str = "val/error", window: int = 10):
+        self.metric = metric
+        self.window = check_int_range("callbacks.smoothing.window", window, 1)
+        self.values: list[float] = []  # the last `window` values of metric, oldest first
+
+    @property
+    def name(self) -> str:
+        return f"{self.metric}_smoothed"
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if self.metric not in trainer.callback_metrics:
+            logged = ", ".join(sorted(k for k in trainer.callback_metrics if k.startswith("val/")))
+            raise ConfigError(
+                f"callbacks.smoothing.metric={self.metric!r} is not allowed: this run's validation logs {logged}"
+            )
+        if trainer.sanity_checking:
+            return
+        self.values = [*self.values, float(trainer.callback_metrics[self.metric])][-self.window :]
+        pl_module.log(self.name, sum(self.values) / len(self.values), sync_dist=False)
+
+    def state_dict(self) -> dict:
+        return {"values": list(self.values)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.values = list(state_dict["values"])[-self.window :]
+
+
 class ResumeState(pl.Callback):
     """Puts in each checkpoint what Lightning leaves out but an exact resume needs: the random number generators'
     states (torch, CUDA, numpy, python: the next batch order and the next noise) and the W&B run id (so a resumed
