@@ -52,6 +52,9 @@ def test_evaluate_takes_the_checkpoints_data_and_adds_its_results_beside_it(trai
         assert row["images"] == 30 and row["split"] == "test" and row["data"] == "BinarizedMNISTDataModule"
         assert row["nll_bound"] > 0 and row["stderr"] > 0 and row["seconds"] >= 0 and row["global_step"] == 6
     assert rows[2]["nll_bound"] < rows[0]["nll_bound"]  # 20 samples: tighter than the ELBO
+    logged = json.loads((root / "run" / "metrics.json").read_text())
+    assert logged["best_checkpoint"].endswith("step6.ckpt")  # the run tested the weights last.ckpt holds
+    assert rows[0]["nll_bound"] == pytest.approx(logged["test"]["test/nll_bound"], rel=1e-6)  # the same noise too
 
     first = rows
     for run in ("eval2", "eval3"):  # the same seed twice: the same bound, to the last digit

@@ -18,9 +18,12 @@ from draw_exp.errors import check_int_range
 
 
 @torch.no_grad()
-def elbo_bound(module, x: torch.Tensor) -> torch.Tensor:
-    """The negative ELBO per image ``[B]``: reconstruction plus the exact KL of each step, one z draw per step."""
-    return module.loss_terms(x)["loss"].double()
+def elbo_bound(module, x: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
+    """The negative ELBO per image ``[B]``: reconstruction plus the exact KL of each step, one z draw per step.
+    Given the images' ``indices`` in their split, the draws are the run's own validation and test noise
+    (``module.eval_noise``), so the bound of a checkpoint is the figure its run logged, to float rounding."""
+    noise = None if indices is None else module.eval_noise(indices)
+    return module.loss_terms(x, noise)["loss"].double()
 
 
 @torch.no_grad()
@@ -65,10 +68,12 @@ def evaluate(module, loader, iw_samples=(), max_batch: int = 2000, device: str |
     for bound, k in [("elbo", 1)] + [("iw", int(k)) for k in iw_samples]:
         start, values = time.perf_counter(), []
         for batch in loader:
-            x = unpack_batch(batch)[0].to(device)
-            values.append(
-                elbo_bound(module, x) if bound == "elbo" else importance_weighted_bound(module, x, k, max_batch)
-            )
+            x, indices = unpack_batch(batch)
+            x = x.to(device)
+            if bound == "elbo":
+                values.append(elbo_bound(module, x, indices))
+            else:
+                values.append(importance_weighted_bound(module, x, k, max_batch))
         per_image = torch.cat(values).cpu()
         mean, stderr = summarise(per_image)
         row = {
