@@ -207,11 +207,18 @@ def fit_smoothed(tmp_path, epochs, window=3, ckpt_path=None, errors=ERRORS):
 
 def test_the_smoothed_figure_is_the_mean_of_the_last_window_validations_and_chooses_the_checkpoint(tmp_path):
     best, smoothing = fit_smoothed(tmp_path, epochs=len(ERRORS))
-    means = [sum(ERRORS[max(0, e - 2) : e + 1]) / len(ERRORS[max(0, e - 2) : e + 1]) for e in range(len(ERRORS))]
+    means = {e: sum(ERRORS[e - 2 : e + 1]) / 3 for e in range(2, len(ERRORS))}  # full windows only
     assert smoothing.values == pytest.approx(ERRORS[-3:])  # the sanity check's validation is not counted
-    assert float(best.best_model_score) == pytest.approx(min(means))
+    assert float(best.best_model_score) == pytest.approx(min(means.values()))
     # the raw minimum is epoch 2's lucky 1.0; the mean of the last three is lowest at epoch 6 (2.77)
-    assert torch.load(best.best_model_path, weights_only=True)["epoch"] == means.index(min(means)) == 6
+    assert torch.load(best.best_model_path, weights_only=True)["epoch"] == min(means, key=means.get) == 6
+
+
+def test_before_the_window_is_full_no_checkpoint_is_chosen_on_the_smoothed_figure(tmp_path):
+    # epoch 0's single 0.5 would be the best mean of "the last ones" by far; full windows: 6.17, 7.0, 5.0
+    best, _ = fit_smoothed(tmp_path, epochs=5, errors=[0.5, 9.0, 9.0, 3.0, 3.0])
+    assert float(best.best_model_score) == pytest.approx(5.0)
+    assert torch.load(best.best_model_path, weights_only=True)["epoch"] == 4
 
 
 def test_a_resumed_run_smooths_over_the_validations_before_the_stop(tmp_path):

@@ -211,7 +211,9 @@ class SmoothedMetric(pl.Callback):
     best checkpoint (``callbacks.checkpoint.monitor``) on a less noisy figure than one validation's. The
     classifier's validation error on 5,000 images moves by ±0.28 points (one standard error) between checkpoints
     that differ by 0.1–0.2 in truth, so the minimum over hundreds of validations picks the luckiest, not the best
-    (docs/results.md). The window is kept in checkpoints, so a resumed run smooths as the uninterrupted one."""
+    (docs/results.md). Until ``window`` validations have run the figure is NaN, which ModelCheckpoint ranks last
+    in either mode: a mean of fewer is no better than one validation. The window is kept in checkpoints, so a
+    resumed run smooths as the uninterrupted one."""
 
     def __init__(self, metric: str = "val/error", window: int = 10):
         self.metric = metric
@@ -231,7 +233,8 @@ class SmoothedMetric(pl.Callback):
         if trainer.sanity_checking:
             return
         self.values = [*self.values, float(trainer.callback_metrics[self.metric])][-self.window :]
-        pl_module.log(self.name, sum(self.values) / len(self.values), sync_dist=False)
+        mean = sum(self.values) / self.window if len(self.values) == self.window else float("nan")
+        pl_module.log(self.name, mean, sync_dist=False)
 
     def state_dict(self) -> dict:
         return {"values": list(self.values)}
