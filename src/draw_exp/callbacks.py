@@ -224,6 +224,10 @@ class SmoothedMetric(pl.Callback):
     def name(self) -> str:
         return f"{self.metric}_smoothed"
 
+    @property
+    def state_key(self) -> str:  # two of them (two metrics) keep two windows in a checkpoint
+        return self._generate_state_key(metric=self.metric, window=self.window)
+
     def on_validation_epoch_end(self, trainer, pl_module):
         if self.metric not in trainer.callback_metrics:
             logged = ", ".join(sorted(k for k in trainer.callback_metrics if k.startswith("val/")))
