@@ -211,7 +211,7 @@ class SmoothedMetric(pl.Callback):
     best checkpoint (``callbacks.checkpoint.monitor``) on a less noisy figure than one validation's. The
     classifier's validation error on 5,000 images moves by ±0.28 points (one standard error) between checkpoints
     that differ by 0.1–0.2 in truth, so the minimum over hundreds of validations picks the luckiest, not the best
-    (docs/results.md). Until ``window`` validations have run the figure is NaN, which ModelCheckpoint ranks last
+    (docs/experiments.md). Until ``window`` validations have run the figure is NaN, which ModelCheckpoint ranks last
     in either mode: a mean of fewer is no better than one validation. The window is kept in checkpoints, so a
     resumed run smooths as the uninterrupted one."""
 
