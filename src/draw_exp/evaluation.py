@@ -21,9 +21,8 @@ from draw_exp.errors import check_int_range
 def elbo_bound(module, x: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
     """The negative ELBO per image ``[B]``: reconstruction plus the exact KL of each step, one z draw per step.
     Given the images' ``indices`` in their split, the draws are the run's own validation and test noise
-    (``module.eval_noise``), so the bound of a checkpoint is the figure its run logged, to float rounding."""
-    noise = None if indices is None else module.eval_noise(indices)
-    return module.loss_terms(x, noise)["loss"].double()
+    (``module.evaluation_terms``), so the bound of a checkpoint is the figure its run logged, to float rounding."""
+    return module.evaluation_terms(x, indices)["loss"].double()
 
 
 @torch.no_grad()

@@ -129,6 +129,11 @@ class DrawModule(pl.LightningModule):
         kl = out.kl.sum(dim=1)
         return {"recon": recon, "kl": kl, "loss": recon + kl}
 
+    def evaluation_terms(self, x: torch.Tensor, indices: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """:meth:`loss_terms` as validation, test and evaluate.py take them: each image's noise from
+        ``eval_noise_seed`` and its index in the split (fresh draws for images without an index)."""
+        return self.loss_terms(x, None if indices is None else self.eval_noise(indices))
+
     def log_terms(self, terms: dict[str, torch.Tensor], stage: str, batch_size: int) -> None:
         for term, value in terms.items():
             metric = self.metrics[f"{stage}_{term}"]
@@ -197,7 +202,7 @@ class DrawModule(pl.LightningModule):
 
     def evaluation_step(self, batch, stage: str) -> None:
         x, indices = unpack_batch(batch)
-        terms = self.loss_terms(x, None if indices is None else self.eval_noise(indices))
+        terms = self.evaluation_terms(x, indices)
         terms["nll_bound"] = terms["loss"]  # the negative ELBO, the paper's reported metric
         if self.likelihood.bits_per_dim:
             terms["bits_per_dim"] = self.bits_per_dim(terms["loss"])
