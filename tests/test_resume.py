@@ -1,4 +1,5 @@
-"""`ckpt_path=last` after a crash: model, optimiser, epoch, step, RNG and the W&B run all continue."""
+"""`ckpt_path=last` after a crash or a time-limit stop: model, optimiser, epoch, step, RNG, the epoch's order of
+training images and the W&B run all continue."""
 
 import csv
 import os
@@ -6,7 +7,7 @@ import signal
 
 import pytest
 import torch
-from conftest import ROOT, run_train, tiny_without, write_mnist
+from conftest import ROOT, run_train, tiny_without, write_binarized_mnist, write_mnist
 
 from draw_exp.checkpoints import slim_checkpoint
 
@@ -110,6 +111,97 @@ def test_resuming_at_an_epoch_boundary_reproduces_the_uninterrupted_run(data_dir
             rtol=0,
             atol=1e-6,
         )
+
+
+# Binarized MNIST: fixed binary images, no random transform, so a resumed run can match an uninterrupted one weight for
+# weight (dynamically binarised images are drawn afresh after a resume); 150 training images, as above.
+BINARY = [
+    *(o for o in RUN if not o.startswith("data.val_size=")),
+    "data=binarized_mnist",
+    "data.verify=false",
+    "logger=csv",
+    "callbacks.pictures=null",
+]
+
+
+@pytest.fixture(scope="module")
+def binary_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("binary")
+    write_binarized_mnist(root / "data", sizes=(150, 25, 25))
+    return root
+
+
+def train_binary(run_dir, *overrides, root):
+    """train.py on ``root``'s binarized MNIST with RUN's sizes, logging each step's images to <run_dir>.batches."""
+    return run_train(
+        *BINARY,
+        f"paths.data_dir={root / 'data'}",
+        f"data.cache_dir={root / 'cache'}",
+        f"hydra.run.dir={run_dir}",
+        "+callbacks.batches._target_=killer.BatchLog",
+        f"+callbacks.batches.path={run_dir}.batches",
+        *overrides,
+        cwd=run_dir.parent,
+        env=KILLER,
+    )
+
+
+def batches(run_dir):
+    """Each step's image indices; a step trained again after a resume counts as the resumed run trained it."""
+    lines = (run_dir.parent / f"{run_dir.name}.batches").read_text().split("\n")
+    return dict(line.split(" ", 1) for line in lines if line)
+
+
+def validations(run_dir):
+    """{step: validation bound} over every version of the run's CSV log."""
+    found = {}
+    for metrics in sorted((run_dir / "csv").glob("version_*/metrics.csv")):
+        rows = csv.DictReader(metrics.open())
+        found |= {row["step"]: row["val/nll_bound"] for row in rows if row.get("val/nll_bound")}
+    return found
+
+
+def test_a_run_killed_mid_epoch_trains_on_as_the_uninterrupted_run(binary_dir, tmp_path):
+    """Resumed from step 8, two batches into epoch 1: the rest of that epoch's order, image for image, and the same
+    noise, so the same weights at the end."""
+    whole = train_binary(tmp_path / "whole", root=binary_dir)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    run_dir = tmp_path / "crashed"
+    kill = ["+callbacks.kill._target_=killer.KillAtStep", "+callbacks.kill.step=9"]
+    crashed = train_binary(run_dir, *kill, root=binary_dir)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
+    assert last_ckpt(run_dir)["global_step"] == 8
+    resumed = train_binary(run_dir, "ckpt_path=last", root=binary_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "not resumable" not in resumed.stderr
+    assert batches(run_dir) == batches(tmp_path / "whole") and len(batches(run_dir)) == TOTAL
+    assert torch.equal(weights(last_ckpt(run_dir)), weights(last_ckpt(tmp_path / "whole")))
+
+
+def test_a_run_stopped_mid_epoch_by_its_time_limit_trains_on_as_the_uninterrupted_run(binary_dir, tmp_path):
+    """Stopped after step 9 as trainer.max_time stops a run (a validation, a checkpoint), and resumed: the rest of
+    epoch 1's order (steps 10 to 12), and its validation at its end, as in the uninterrupted run, the same epoch
+    budget (Lightning would count the cut epoch as done and begin a new one). Killed at step 11 and resumed from
+    step 10, it goes on with the same order still. The stop's extra validation draws nothing from the global
+    generator: the same weights and the same validation bound at step 12."""
+    whole = train_binary(tmp_path / "whole", root=binary_dir)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    run_dir = tmp_path / "stopped"
+    stop = ["+callbacks.stop._target_=killer.StopAtStep", "+callbacks.stop.step=9"]
+    assert train_binary(run_dir, *stop, root=binary_dir).returncode == 0
+    assert last_ckpt(run_dir)["global_step"] == 9
+    kill = ["+callbacks.kill._target_=killer.KillAtStep", "+callbacks.kill.step=11"]
+    killed = train_binary(run_dir, "ckpt_path=last", *kill, root=binary_dir)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert last_ckpt(run_dir)["global_step"] == 10
+    resumed = train_binary(run_dir, "ckpt_path=last", root=binary_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert batches(run_dir) == batches(tmp_path / "whole") and len(batches(run_dir)) == TOTAL
+    assert torch.equal(weights(last_ckpt(run_dir)), weights(last_ckpt(tmp_path / "whole")))
+    assert set(validations(tmp_path / "whole")) == {"5", "11"}  # the CSV's step: the last optimiser step's index
+    assert set(validations(run_dir)) == {"5", "8", "11"}  # 8: the stop's
+    assert validations(run_dir)["11"] == validations(tmp_path / "whole")["11"]
+    assert last_ckpt(run_dir)["epoch"] == last_ckpt(tmp_path / "whole")["epoch"]
 
 
 def test_ckpt_path_last_without_a_checkpoint_says_how_to_name_the_run(data_dir, tmp_path):

@@ -253,9 +253,17 @@ class ResumeState(pl.Callback):
     run continues the same W&B run). Plain values and tensors only, so checkpoints load with ``weights_only=True``.
 
     Under DDP the checkpoint holds rank zero's generators and every rank restores them, as every rank starts
-    from the same seed."""
+    from the same seed.
+
+    A run stopped in mid-epoch (``trainer.max_time``) ends that epoch as if it were whole, and its checkpoint says
+    so: resumed, the run would begin a new epoch. The checkpoint notes the stop, and the resumed run goes on with the
+    cut epoch as a run resumed after a crash does: the rest of its order (``draw_exp.data.order``), its validation at
+    its end, and the uninterrupted run's epoch numbers."""
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        if trainer.should_stop:
+            taken = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            checkpoint["stopped_mid_epoch"] = 0 < taken < trainer.num_training_batches
         kind, keys, position, has_gauss, cached = np.random.get_state()
         checkpoint["rng_states"] = {
             "torch": torch.get_rng_state(),
@@ -266,6 +274,12 @@ class ResumeState(pl.Callback):
         checkpoint["wandb_run_id"] = next((lg.version for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint):
+        # Lightning restores its loops after the callbacks: an epoch marked unfinished here is one it goes on with.
+        epochs = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress")
+        if checkpoint.get("stopped_mid_epoch") and epochs:
+            for count in (epochs["current"], epochs["total"]):
+                if count["processed"] == count["started"]:  # the stop counted the epoch as processed
+                    count["processed"] -= 1
         states = checkpoint.get("rng_states")
         if not states:
             return

@@ -34,6 +34,9 @@ def quiet_library_noise() -> None:
     for name, prefix in DROPPED_LOG_LINES:
         logging.getLogger(name).addFilter(_DropLines(prefix))
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # The training order goes on mid-epoch through the DataModule's state (draw_exp.data.order), which Lightning's
+    # check of the DataLoader does not see.
+    warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended")
     # conf/hydra/launcher/submitit_slurm.yaml replaces the plugin's own config of that name, keys and all; Hydra
     # still checks it against the plugin's schema and warns that it will stop doing so, which changes nothing here.
     warnings.filterwarnings(

@@ -1,5 +1,6 @@
 """Callbacks for the resume tests and bench/kill_trial.py: the process kills itself with SIGKILL at a chosen moment,
-as a crash or a pre-empted job would (no exception, no cleanup, no final checkpoint)."""
+as a crash or a pre-empted job would (no exception, no cleanup, no final checkpoint), or stops as a time limit stops
+it; and logs of what each step trained on."""
 
 import io
 import os
@@ -23,6 +24,18 @@ class KillAtStep(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step == self.step:
             die()
+
+
+class StopAtStep(pl.Callback):
+    """Stop after optimiser step ``step`` as ``trainer.max_time`` stops a run: mid-epoch, with a validation and a
+    last checkpoint."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            trainer.should_stop = True
 
 
 class KillAtValidation(pl.Callback):
@@ -89,3 +102,14 @@ class StepLog(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         with open(self.path, "a") as f:
             f.write(f"{trainer.global_step}\n")
+
+
+class BatchLog(pl.Callback):
+    """Appends each optimiser step's number and its batch's image indices to ``path``, a line a step."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        with open(self.path, "a") as f:
+            f.write(f"{trainer.global_step} {' '.join(map(str, batch[1].tolist()))}\n")

@@ -9,6 +9,7 @@ import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
+from draw_exp.data.order import EpochShuffle, TrainLoader, order_state
 from draw_exp.errors import check_choice, check_int_range
 
 BINARIZE = ("dynamic", "threshold", "none")
@@ -117,6 +118,8 @@ class ImageDataModule(pl.LightningDataModule):
         self.pin_memory = pin_memory
         self.datasets: dict[str, ImageDataset] = {}
         self.crop: int | None = None
+        self.train_sampler: EpochShuffle | None = None
+        self._resume_order: tuple[int, int] | None = None  # from a checkpoint: (seed, batches taken) of its epoch
 
     # --- files: subclasses name their folder and files, and how to fetch them ---
     name = "data"  # in messages
@@ -191,19 +194,22 @@ class ImageDataModule(pl.LightningDataModule):
         """The seed of ``split``'s one-off binarisation: evaluation sets are binarised once, training never."""
         return {"val": self.eval_seed, "test": self.eval_seed + 1}.get(split)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        dataset, sampler = self.datasets[split], None
-        if not shuffle and self.trainer is not None and self.trainer.world_size > 1:
+    def _loader(self, split: str, sampler=None) -> DataLoader:
+        dataset = self.datasets[split]
+        if sampler is None and self.trainer is not None and self.trainer.world_size > 1:
             # Each evaluation image on exactly one rank: Lightning's default sampler would repeat images to even out
             # the shards, and the bound would then not be the mean over the split. (Training shards are Lightning's.)
             sampler = UnrepeatedDistributedSampler(
                 dataset, self.trainer.world_size, self.trainer.global_rank, shuffle=False
             )
-        return DataLoader(
+        training = isinstance(sampler, EpochShuffle)
+        return (TrainLoader if training else DataLoader)(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
             sampler=sampler,
+            # An evaluation loader draws its workers' seed from a generator of its own: validating never moves the
+            # global random state, so a run trains the same however often it validates (a stop's extra validation).
+            generator=None if training else torch.Generator(),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
@@ -211,10 +217,26 @@ class ImageDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        # A sampler of ours, not shuffle=True: its epoch's order goes in checkpoints (draw_exp.data.order).
+        self.train_sampler = EpochShuffle(self.datasets["train"], self.batch_size)
+        if self._resume_order is not None:
+            seed, taken = self._resume_order
+            # Lightning goes on with an epoch a crash cut short, its count of the epoch's batches restored, but begins
+            # a new epoch after a stop (trainer.max_time): the rest of the order is that epoch, counted from zero.
+            counted = self.trainer is not None and self.trainer.fit_loop.restarting
+            self.train_sampler.resume(seed, taken, offset=0 if counted else taken)
+            self._resume_order = None
+        return self._loader("train", sampler=self.train_sampler)
+
+    def state_dict(self) -> dict:
+        return order_state(self.train_sampler, self.trainer)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if "train_order_seed" in state_dict:
+            self._resume_order = (state_dict["train_order_seed"], state_dict["train_batches_taken"])
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
