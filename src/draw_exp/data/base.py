@@ -221,8 +221,9 @@ class ImageDataModule(pl.LightningDataModule):
         self.train_sampler = EpochShuffle(self.datasets["train"], self.batch_size)
         if self._resume_order is not None:
             seed, taken = self._resume_order
-            # Lightning goes on with an epoch a crash cut short, its count of the epoch's batches restored, but begins
-            # a new epoch after a stop (trainer.max_time): the rest of the order is that epoch, counted from zero.
+            # Lightning goes on with an epoch cut short, its count of the epoch's batches restored (after a crash, and
+            # after a stop with callbacks.resume_state); where it begins a new epoch instead (a stop without it), the
+            # rest of the order is that epoch, counted from zero.
             counted = self.trainer is not None and self.trainer.fit_loop.restarting
             self.train_sampler.resume(seed, taken, offset=0 if counted else taken)
             self._resume_order = None
