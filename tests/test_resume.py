@@ -1,7 +1,6 @@
 """`ckpt_path=last` after a crash or a time-limit stop: model, optimiser, epoch, step, RNG, the epoch's order of
 training images and the W&B run all continue."""
 
-import csv
 import os
 import signal
 
@@ -10,6 +9,7 @@ import torch
 from conftest import ROOT, run_train, tiny_without, write_binarized_mnist, write_mnist
 
 from draw_exp.checkpoints import slim_checkpoint
+from draw_exp.curves import validation_curve
 
 pytestmark = pytest.mark.slow  # runs train.py, evaluate.py or sample.py as the user does
 
@@ -153,12 +153,8 @@ def batches(run_dir):
 
 
 def validations(run_dir):
-    """{step: validation bound} over every version of the run's CSV log."""
-    found = {}
-    for metrics in sorted((run_dir / "csv").glob("version_*/metrics.csv")):
-        rows = csv.DictReader(metrics.open())
-        found |= {row["step"]: row["val/nll_bound"] for row in rows if row.get("val/nll_bound")}
-    return found
+    """{step: validation bound} over every version of the run's CSV log (steps counted from 1)."""
+    return {row["step"]: row["value"] for row in validation_curve(run_dir)}
 
 
 def test_a_run_killed_mid_epoch_trains_on_as_the_uninterrupted_run(binary_dir, tmp_path):
@@ -198,9 +194,9 @@ def test_a_run_stopped_mid_epoch_by_its_time_limit_trains_on_as_the_uninterrupte
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert batches(run_dir) == batches(tmp_path / "whole") and len(batches(run_dir)) == TOTAL
     assert torch.equal(weights(last_ckpt(run_dir)), weights(last_ckpt(tmp_path / "whole")))
-    assert set(validations(tmp_path / "whole")) == {"5", "11"}  # the CSV's step: the last optimiser step's index
-    assert set(validations(run_dir)) == {"5", "8", "11"}  # 8: the stop's
-    assert validations(run_dir)["11"] == validations(tmp_path / "whole")["11"]
+    assert set(validations(tmp_path / "whole")) == {6, 12}
+    assert set(validations(run_dir)) == {6, 9, 12}  # 9: the stop's
+    assert validations(run_dir)[12] == validations(tmp_path / "whole")[12]
     assert last_ckpt(run_dir)["epoch"] == last_ckpt(tmp_path / "whole")["epoch"]
 
 
@@ -228,10 +224,7 @@ def test_a_run_killed_before_an_epochs_validation_validates_that_epoch_when_resu
     train_killed(run_dir, "KillAtValidation epoch=0", data_dir=data_dir)
     resumed = train(run_dir, "logger=csv", "ckpt_path=last", data_dir=data_dir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    validated = set()
-    for metrics in (run_dir / "csv").glob("version_*/metrics.csv"):
-        validated |= {int(row["epoch"]) for row in csv.DictReader(metrics.open()) if row.get("val/nll_bound")}
-    assert validated == {0, 1}
+    assert {row["epoch"] for row in validation_curve(run_dir)} == {1, 2}  # epochs counted from 1
     assert last_ckpt(run_dir)["global_step"] == TOTAL
 
 
