@@ -116,7 +116,7 @@ def test_resuming_at_an_epoch_boundary_reproduces_the_uninterrupted_run(data_dir
 # Binarized MNIST: fixed binary images, no random transform, so a resumed run can match an uninterrupted one weight for
 # weight (dynamically binarised images are drawn afresh after a resume); 150 training images, as above.
 BINARY = [
-    *(o for o in RUN if not o.startswith("data.val_size=")),
+    *(o for o in RUN if o.split("=", 1)[0] not in ("data.val_size", "trainer.max_epochs")),
     "data=binarized_mnist",
     "data.verify=false",
     "logger=csv",
@@ -131,10 +131,11 @@ def binary_dir(tmp_path_factory):
     return root
 
 
-def train_binary(run_dir, *overrides, root):
+def train_binary(run_dir, *overrides, root, epochs=2):
     """train.py on ``root``'s binarized MNIST with RUN's sizes, logging each step's images to <run_dir>.batches."""
     return run_train(
         *BINARY,
+        f"trainer.max_epochs={epochs}",
         f"paths.data_dir={root / 'data'}",
         f"data.cache_dir={root / 'cache'}",
         f"hydra.run.dir={run_dir}",
@@ -198,6 +199,34 @@ def test_a_run_stopped_mid_epoch_by_its_time_limit_trains_on_as_the_uninterrupte
     assert set(validations(run_dir)) == {6, 9, 12}  # 9: the stop's
     assert validations(run_dir)[12] == validations(tmp_path / "whole")[12]
     assert last_ckpt(run_dir)["epoch"] == last_ckpt(tmp_path / "whole")["epoch"]
+
+
+def test_a_stop_resumed_without_resume_state_goes_on_with_the_cut_order_through_crashes_and_not_again(
+    binary_dir, tmp_path
+):
+    """Without callbacks.resume_state, Lightning counts an epoch cut by a stop as done and begins a new one: the rest
+    of the cut epoch's order is that epoch (steps 10-12). Killed in it at step 11 (resumed from 10), the uninterrupted
+    run's images still; killed after it at step 13 (resumed from the checkpoint of its end, step 12), no batch of it
+    trains again. (Without the callback the RNG states are not kept, so the orders after differ from the
+    uninterrupted run's.)"""
+    no_state = ["callbacks.resume_state=null"]
+    whole = train_binary(tmp_path / "whole", root=binary_dir, epochs=4)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    run_dir = tmp_path / "stopped"
+    stop = ["+callbacks.stop._target_=killer.StopAtStep", "+callbacks.stop.step=9"]
+    assert train_binary(run_dir, *no_state, *stop, root=binary_dir, epochs=4).returncode == 0
+    for step, resumed_from in ((11, 10), (13, 12)):
+        kill = ["+callbacks.kill._target_=killer.KillAtStep", f"+callbacks.kill.step={step}"]
+        killed = train_binary(run_dir, *no_state, "ckpt_path=last", *kill, root=binary_dir, epochs=4)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+        assert last_ckpt(run_dir)["global_step"] == resumed_from
+    resumed = train_binary(run_dir, *no_state, "ckpt_path=last", root=binary_dir, epochs=4)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    trained, uninterrupted = batches(run_dir), batches(tmp_path / "whole")
+    assert [trained[str(s)] for s in range(1, 13)] == [uninterrupted[str(s)] for s in range(1, 13)]
+    rest_of_cut_epoch = {trained[str(s)] for s in (10, 11, 12)}
+    after = [trained[s] for s in trained if int(s) > 12]
+    assert after and not rest_of_cut_epoch.intersection(after)
 
 
 def test_ckpt_path_last_without_a_checkpoint_says_how_to_name_the_run(data_dir, tmp_path):

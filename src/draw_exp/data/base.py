@@ -223,9 +223,11 @@ class ImageDataModule(pl.LightningDataModule):
             seed, taken = self._resume_order
             # Lightning goes on with an epoch cut short, its count of the epoch's batches restored (after a crash, and
             # after a stop with callbacks.resume_state); where it begins a new epoch instead (a stop without it), the
-            # rest of the order is that epoch, counted from zero.
-            counted = self.trainer is not None and self.trainer.fit_loop.restarting
-            self.train_sampler.resume(seed, taken, offset=0 if counted else taken)
+            # rest of the order is that epoch, counted from zero. The offset is what its count leaves out either way:
+            # a crash inside such an epoch restores a count that began at the stop.
+            restarting = self.trainer is not None and self.trainer.fit_loop.restarting
+            counted = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed if restarting else 0
+            self.train_sampler.resume(seed, taken, offset=taken - counted)
             self._resume_order = None
         return self._loader("train", sampler=self.train_sampler)
 
