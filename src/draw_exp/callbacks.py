@@ -16,6 +16,7 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from draw_exp.data import unpack_batch
+from draw_exp.data.order import batches_counted
 from draw_exp.errors import ConfigError, check_int_range
 from draw_exp.pictures import fixed_noise, glimpse_trajectories, render_all
 
@@ -262,7 +263,7 @@ class ResumeState(pl.Callback):
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
         if trainer.should_stop:
-            taken = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            taken = batches_counted(trainer)
             checkpoint["stopped_mid_epoch"] = 0 < taken < trainer.num_training_batches
         kind, keys, position, has_gauss, cached = np.random.get_state()
         checkpoint["rng_states"] = {

@@ -9,7 +9,7 @@ import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
-from draw_exp.data.order import EpochShuffle, TrainLoader, order_state
+from draw_exp.data.order import EpochShuffle, TrainLoader, batches_counted, order_state
 from draw_exp.errors import check_choice, check_int_range
 
 BINARIZE = ("dynamic", "threshold", "none")
@@ -226,7 +226,7 @@ class ImageDataModule(pl.LightningDataModule):
             # rest of the order is that epoch, counted from zero. The offset is what its count leaves out either way:
             # a crash inside such an epoch restores a count that began at the stop.
             restarting = self.trainer is not None and self.trainer.fit_loop.restarting
-            counted = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed if restarting else 0
+            counted = batches_counted(self.trainer) if restarting else 0
             self.train_sampler.resume(seed, taken, offset=taken - counted)
             self._resume_order = None
         return self._loader("train", sampler=self.train_sampler)

@@ -56,13 +56,19 @@ class TrainLoader(DataLoader):
         return iterator
 
 
+def batches_counted(trainer) -> int:
+    """Lightning's count of the current epoch's training batches: restored with the loops on a resume, from zero in
+    an epoch it begins."""
+    return trainer.fit_loop.epoch_loop.batch_progress.current.processed
+
+
 def order_state(sampler, trainer) -> dict:
     """What a checkpoint saved now needs to go on with the epoch's order: its seed and the batches trained on. Empty
     where there is nothing to go on with: no epoch drawn by an :class:`EpochShuffle` (Lightning puts its own sampler
     in under DDP), or the epoch finished (the next draws a new order, as in an uninterrupted run)."""
     if not isinstance(sampler, EpochShuffle) or sampler.seed is None or trainer is None:
         return {}
-    taken = sampler.offset + trainer.fit_loop.epoch_loop.batch_progress.current.processed
+    taken = sampler.offset + batches_counted(trainer)
     if not 0 < taken < trainer.num_training_batches:
         return {}
     return {"train_order_seed": sampler.seed, "train_batches_taken": taken}
